@@ -1,0 +1,154 @@
+"""``clickstream stack up|down|status|logs``: the local development stack as one unit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from clickstream.errors import StackError
+from clickstream.settings import Settings
+from clickstream.stack.fetch import Progress, geo_database
+from clickstream.stack.process import Tracked, port_in_use, tail
+from clickstream.stack.servers import SERVERS, Layout, Server
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatus:
+    """One line of ``stack status``."""
+
+    name: str
+    pid: int | None
+    ports: str
+    healthy: bool
+    detail: str
+
+
+class Stack:
+    """The local stack described by ``settings.stack``; every process it starts has a pid file."""
+
+    def __init__(self, settings: Settings, progress: Progress = print) -> None:
+        self.settings = settings
+        self.layout = Layout(settings.stack.home)
+        self.progress = progress
+
+    def _tracked(self, server: Server) -> Tracked:
+        # The stack home appears in every server's command line (classpath or config path),
+        # so a reused pid of someone else's process is never mistaken for ours.
+        return Tracked(server.name, self.layout.pid(server.name), str(self.layout.home))
+
+    def up(self) -> list[ServerStatus]:
+        """Fetch, start and wait for every server not already running; a no-op when all are."""
+        self._make_home()
+        geo_database(self.layout.cache, self.progress)
+        to_start = [server for server in SERVERS if self._tracked(server).pid() is None]
+        # Check every port before starting anything, so a conflict leaves nothing half-started.
+        for server in to_start:
+            self._check_ports(server)
+        for server in to_start:
+            launch = server.prepare(self.settings, self.layout, self.progress)
+            pid = self._tracked(server).start(
+                launch.argv, launch.env, self.layout.log(server.name), launch.cwd, launch.user
+            )
+            self.progress(f"started {server.name} (pid {pid})")
+        for server in SERVERS:
+            self._wait_ready(server)
+        return self.status()
+
+    def down(self) -> list[str]:
+        """Stop the servers this stack started (by pid file), in reverse order; names stopped."""
+        stopped = []
+        for server in reversed(SERVERS):
+            if self._tracked(server).stop(self.settings.stack.stop_timeout_s):
+                self.progress(f"stopped {server.name}")
+                stopped.append(server.name)
+        still = [
+            p.describe()
+            for s in SERVERS
+            for p in s.ports(self.settings)
+            if port_in_use(p.host, p.port)
+        ]
+        if still:
+            raise StackError("after down, ports are still in use: " + ", ".join(still))
+        return stopped
+
+    def status(self) -> list[ServerStatus]:
+        """Each server's pid, ports and the answer of its readiness probe."""
+        rows = []
+        for server in SERVERS:
+            pid = self._tracked(server).pid()
+            ports = ", ".join(str(p.port) for p in server.ports(self.settings))
+            if pid is None:
+                rows.append(ServerStatus(server.name, None, ports, False, "not running"))
+                continue
+            try:
+                rows.append(
+                    ServerStatus(server.name, pid, ports, True, server.probe(self.settings))
+                )
+            except Exception as exc:
+                rows.append(ServerStatus(server.name, pid, ports, False, _short(exc)))
+        return rows
+
+    def is_up(self) -> bool:
+        """True when every server runs and answers."""
+        return all(row.healthy for row in self.status())
+
+    def logs(self, name: str | None, lines: int) -> Iterator[tuple[str, str]]:
+        """(server, last lines of its log) for one server or all."""
+        names = [s.name for s in SERVERS]
+        if name is not None and name not in names:
+            raise StackError(f"unknown server {name!r}; choose from {', '.join(names)}")
+        for server in names:
+            if name in (None, server):
+                yield server, tail(self.layout.log(server), lines)
+
+    def log_path(self, name: str) -> Path:
+        """The console log file of one server."""
+        return self.layout.log(name)
+
+    def geo_dir(self) -> Path:
+        """The folder holding the DB-IP City Lite databases (fetched if needed)."""
+        return geo_database(self.layout.cache, self.progress)
+
+    def _make_home(self) -> None:
+        home = self.layout.home
+        home.mkdir(parents=True, exist_ok=True)
+        # Elasticsearch runs as another user and must traverse the home to reach its folders.
+        home.chmod(0o755)
+
+    def _check_ports(self, server: Server) -> None:
+        for port in server.ports(self.settings):
+            if port_in_use(port.host, port.port):
+                raise StackError(
+                    f"cannot start {server.name}: port {port.describe()} is already in use by "
+                    "a process this stack did not start; stop it or move the port with that setting"
+                )
+
+    def _wait_ready(self, server: Server) -> None:
+        tracked = self._tracked(server)
+        deadline = time.monotonic() + self.settings.stack.start_timeout_s
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if tracked.pid() is None:
+                raise self._failure(server, "exited during start-up")
+            try:
+                detail = server.probe(self.settings)
+            except Exception as exc:
+                last_error = _short(exc)
+                time.sleep(1)
+                continue
+            self.progress(f"{server.name} is ready: {detail}")
+            return
+        raise self._failure(
+            server, f"did not answer within {self.settings.stack.start_timeout_s}s ({last_error})"
+        )
+
+    def _failure(self, server: Server, what: str) -> StackError:
+        log = self.layout.log(server.name)
+        return StackError(f"{server.name} {what}. Last lines of {log}:\n{tail(log, 30)}")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]

@@ -1,0 +1,120 @@
+"""Composable index templates of the batch and speed views, with explicit mappings.
+
+Both views share one document shape so a query can aggregate across them; they differ in time
+grain (batch: hour, speed: minute) and in who owns a document (batch: the job; speed: one Kafka
+partition). ``users_sketch`` holds a serialised DataSketches HLL sketch, merged at query time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from clickstream.errors import SchemaError
+from clickstream.settings import ElasticsearchSettings
+
+_VIEW_PROPERTIES: dict[str, Any] = {
+    "url": {"type": "keyword"},
+    "country": {"type": "keyword"},
+    "start": {"type": "date", "format": "strict_date_optional_time||epoch_millis"},
+    "clicks": {"type": "long"},
+    "bot_clicks": {"type": "long"},
+    "unique_users": {"type": "long"},
+    "users_sketch": {"type": "binary"},
+    "time_spent_sum_ms": {"type": "long"},
+    "time_spent_count": {"type": "long"},
+    "avg_time_spent_ms": {"type": "double"},
+}
+
+_SPEED_EXTRA: dict[str, Any] = {
+    "partition": {"type": "integer"},
+    "last_offset": {"type": "long"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ViewNames:
+    """Index, template and alias names derived from ``elasticsearch.index_prefix``."""
+
+    prefix: str
+
+    @property
+    def batch_template(self) -> str:
+        """Template of the batch view index."""
+        return f"{self.prefix}-batch"
+
+    @property
+    def batch_index(self) -> str:
+        """The batch view index (one; documents replaced by deterministic id)."""
+        return f"{self.prefix}-batch-v1"
+
+    @property
+    def speed_template(self) -> str:
+        """Template of the time-based speed view indices."""
+        return f"{self.prefix}-speed"
+
+    @property
+    def speed_pattern(self) -> str:
+        """Index pattern of the speed view indices (one per UTC day, dropped when behind)."""
+        return f"{self.prefix}-speed-*"
+
+    @property
+    def alias(self) -> str:
+        """The alias readers (API, Kibana) query: batch before the boundary, speed after."""
+        return f"{self.prefix}-views"
+
+
+def template_bodies(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]]:
+    """Template name -> body of every template the pipeline needs."""
+    names = ViewNames(settings.index_prefix)
+    index_settings = {
+        "number_of_shards": settings.shards,
+        "number_of_replicas": settings.replicas,
+        # Views are written in bulk once a second at most: no need to refresh faster.
+        "refresh_interval": "1s",
+    }
+    return {
+        names.batch_template: {
+            "index_patterns": [f"{names.prefix}-batch-*"],
+            "priority": 100,
+            "template": {
+                "settings": index_settings,
+                "mappings": {"dynamic": "strict", "properties": _VIEW_PROPERTIES},
+            },
+            "_meta": {"owner": "clickstream", "view": "batch", "grain": "hour"},
+        },
+        names.speed_template: {
+            "index_patterns": [names.speed_pattern],
+            "priority": 100,
+            "template": {
+                "settings": index_settings,
+                "mappings": {
+                    "dynamic": "strict",
+                    "properties": {**_VIEW_PROPERTIES, **_SPEED_EXTRA},
+                },
+            },
+            "_meta": {"owner": "clickstream", "view": "speed", "grain": "minute"},
+        },
+    }
+
+
+def create_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> list[str]:
+    """Put every template (idempotent: same body, same result); names written."""
+    written = []
+    for name, body in template_bodies(settings).items():
+        try:
+            client.indices.put_index_template(name=name, **body)
+        except Exception as exc:
+            raise SchemaError(f"cannot put index template {name}: {exc}") from exc
+        written.append(name)
+    return written
+
+
+def describe_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> dict[str, bool]:
+    """Template name -> whether it exists."""
+    return {
+        name: bool(client.indices.exists_index_template(name=name))
+        for name in template_bodies(settings)
+    }

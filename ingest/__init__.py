@@ -1,0 +1,1 @@
+"""Ingest: the Kafka side of the pipeline (topics; later the consumer daemon)."""

@@ -1,0 +1,87 @@
+"""The pipeline's Kafka topics: created idempotently, described for ``schema describe``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from clickstream.errors import RetriableError, SchemaError
+from clickstream.settings import KafkaSettings
+
+# Dead letters are evidence for a human: keep them a month rather than the broker default week.
+DLQ_CONFIG = {"retention.ms": str(30 * 24 * 3600 * 1000)}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """What exists of one topic."""
+
+    name: str
+    exists: bool
+    partitions: int = 0
+    created: bool = False
+
+
+def _admin(settings: KafkaSettings) -> AdminClient:
+    return AdminClient({**settings.client_config(), "socket.timeout.ms": 10_000})
+
+
+def describe_topics(settings: KafkaSettings, names: list[str] | None = None) -> list[TopicState]:
+    """The state of the clicks and DLQ topics (or of ``names``)."""
+    wanted = names or [settings.clicks_topic, settings.dlq_topic]
+    try:
+        metadata = _admin(settings).list_topics(timeout=10)
+    except KafkaException as exc:
+        raise RetriableError(
+            f"Kafka at {settings.bootstrap_servers} did not answer: {exc}"
+        ) from exc
+    states = []
+    for name in wanted:
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None:
+            states.append(TopicState(name, exists=False))
+        else:
+            states.append(TopicState(name, exists=True, partitions=len(topic.partitions)))
+    return states
+
+
+def create_topics(settings: KafkaSettings, names: list[str] | None = None) -> list[TopicState]:
+    """Create the clicks and DLQ topics if absent; an existing topic is left as it is."""
+    wanted = names or [settings.clicks_topic, settings.dlq_topic]
+    missing = [state.name for state in describe_topics(settings, wanted) if not state.exists]
+    created: set[str] = set()
+    if missing:
+        futures = _admin(settings).create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=settings.partitions,
+                    replication_factor=settings.replication_factor,
+                    config=DLQ_CONFIG if name == settings.dlq_topic else {},
+                )
+                for name in missing
+            ],
+            operation_timeout=30,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+                created.add(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # lost a race: fine
+                    raise SchemaError(f"cannot create Kafka topic {name}: {exc}") from exc
+    states = describe_topics(settings, wanted)
+    return [TopicState(s.name, s.exists, s.partitions, created=s.name in created) for s in states]
+
+
+def delete_topics(settings: KafkaSettings, names: list[str]) -> None:
+    """Delete topics (tests clean up with this); absent ones are ignored."""
+    futures = _admin(settings).delete_topics(names, operation_timeout=30)
+    for future in futures.values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise

@@ -1,0 +1,1 @@
+"""Storage: the HBase master dataset (connections, table admin, reads and writes)."""

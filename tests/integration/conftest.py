@@ -1,0 +1,58 @@
+"""The real local stack, brought up once per test session (reused if already running).
+
+If the stack cannot start, every integration test errors with the stack's own message: these
+tests are never skipped. A stack this session started is stopped at the end, unless
+CLICKSTREAM_KEEP_STACK=1 (handy while iterating).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from clickstream.settings import Settings, load_settings
+from clickstream.stack.manager import Stack
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """Settings from the environment, as a developer's shell or CI has them."""
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(base_settings: Settings) -> Iterator[Stack]:
+    """The running local stack."""
+    stack = Stack(base_settings, progress=lambda line: print(f"[stack] {line}", flush=True))
+    was_up = stack.is_up()
+    if not was_up:
+        stack.up()
+    yield stack
+    if not was_up and os.environ.get("CLICKSTREAM_KEEP_STACK") != "1":
+        stack.down()
+
+
+@pytest.fixture
+def unique(request: pytest.FixtureRequest) -> str:
+    """A name no other test uses: for topics, tables and index prefixes."""
+    base = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
+    return f"it_{base}_{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def settings(stack: Stack, unique: str) -> Settings:
+    """Settings whose topics, table and index prefix are this test's own."""
+    base = stack.settings
+    return base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(
+                update={"clicks_topic": f"{unique}.clicks", "dlq_topic": f"{unique}.dlq"}
+            ),
+            "hbase": base.hbase.model_copy(update={"table": unique}),
+            "elasticsearch": base.elasticsearch.model_copy(update={"index_prefix": unique}),
+        }
+    )
