@@ -48,10 +48,10 @@ def _stack_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_status(rows: Sequence[ServerStatus]) -> None:
-    print(f"{'server':<14} {'pid':>8}  {'ports':<14} {'health':<8} detail")
+    print(f"{'server':<14} {'pid':>8}  {'ports':<19} {'health':<8} detail")
     for row in rows:
         health = "ok" if row.healthy else "DOWN"
-        print(f"{row.name:<14} {row.pid or '-':>8}  {row.ports:<14} {health:<8} {row.detail}")
+        print(f"{row.name:<14} {row.pid or '-':>8}  {row.ports:<19} {health:<8} {row.detail}")
 
 
 def _stack_logs(args: argparse.Namespace, settings: Settings) -> int:

@@ -110,7 +110,7 @@ class HBaseSettings(_Section):
         "at each. Keep >= 2 x RegionServers.",
     )
     compression: Literal["NONE", "SNAPPY", "GZ", "LZ4", "ZSTD"] = Field(
-        "NONE", description="Column family compression (the local stack supports NONE and GZ)."
+        "NONE", description="Column family compression (the local stack has NONE, GZ, SNAPPY, LZ4)."
     )
     ttl_seconds: int = Field(0, ge=0, description="Cell TTL; 0 keeps data forever.")
     timeout_ms: int = Field(30_000, ge=100, description="Thrift socket timeout.")

@@ -118,3 +118,9 @@ def describe_templates(client: Elasticsearch, settings: ElasticsearchSettings) -
         name: bool(client.indices.exists_index_template(name=name))
         for name in template_bodies(settings)
     }
+
+
+def delete_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> None:
+    """Remove the pipeline's templates (absent ones are fine); indices are left alone."""
+    for name in template_bodies(settings):
+        client.options(ignore_status=404).indices.delete_index_template(name=name)

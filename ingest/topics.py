@@ -53,7 +53,10 @@ def create_topics(settings: KafkaSettings, names: list[str] | None = None) -> li
     missing = [state.name for state in describe_topics(settings, wanted) if not state.exists]
     created: set[str] = set()
     if missing:
-        futures = _admin(settings).create_topics(
+        # Keep the client referenced until the futures resolve: a collected AdminClient
+        # destroys its handle and fails them with _DESTROY.
+        admin = _admin(settings)
+        futures = admin.create_topics(
             [
                 NewTopic(
                     name,
@@ -78,7 +81,8 @@ def create_topics(settings: KafkaSettings, names: list[str] | None = None) -> li
 
 def delete_topics(settings: KafkaSettings, names: list[str]) -> None:
     """Delete topics (tests clean up with this); absent ones are ignored."""
-    futures = _admin(settings).delete_topics(names, operation_timeout=30)
+    admin = _admin(settings)
+    futures = admin.delete_topics(names, operation_timeout=30)
     for future in futures.values():
         try:
             future.result()

@@ -107,6 +107,10 @@ public class CreateSaltedTable {
     org.apache.logging.log4j.core.config.Configurator.setLevel(
         "org.apache.hadoop.hbase.client.ZKConnectionRegistry",
         org.apache.logging.log4j.Level.ERROR);
+    // The ZooKeeper client logs a WARN with a stack trace on every reconnect attempt; our own
+    // error message says what went wrong.
+    org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.zookeeper", org.apache.logging.log4j.Level.ERROR);
 
     Args a;
     try {
@@ -235,7 +239,7 @@ public class CreateSaltedTable {
     c.set(HConstants.ZOOKEEPER_QUORUM, a.zkHost);
     c.setInt(HConstants.ZOOKEEPER_CLIENT_PORT, a.zkPort);
     // Fail fast when nothing is there (defaults retry for minutes).
-    c.setInt("hbase.client.retries.number", 3);
+    c.setInt("hbase.client.retries.number", 2);
     c.setLong("hbase.client.pause", 300);
     c.setInt("zookeeper.recovery.retry", 2);
     c.setInt("zookeeper.recovery.retry.intervalmill", 300);
@@ -250,6 +254,14 @@ public class CreateSaltedTable {
 
   static String run(Args a) throws Exception {
     TableName tn = TableName.valueOf(a.table);
+    // Cheap pre-check: nothing listening on the ZooKeeper port (HBase not started) fails at once
+    // instead of after the client's retries.
+    try (java.net.Socket probe = new java.net.Socket()) {
+      probe.connect(new java.net.InetSocketAddress(a.zkHost, a.zkPort), 3000);
+    } catch (java.io.IOException e) {
+      throw new Failure(EXIT_UNREACHABLE, "HBase unreachable: cannot connect to ZooKeeper at "
+          + a.zkHost + ":" + a.zkPort + " (" + e.getMessage() + "); is HBase running?");
+    }
     Connection conn;
     try {
       conn = ConnectionFactory.createConnection(clientConf(a));
@@ -263,7 +275,7 @@ public class CreateSaltedTable {
         exists = admin.tableExists(tn);
       } catch (Exception e) {
         throw new Failure(EXIT_UNREACHABLE, "HBase unreachable (ZooKeeper " + a.zkHost + ":"
-            + a.zkPort + "): " + e);
+            + a.zkPort + " answers, but the cluster does not): " + firstLine(e.toString()));
       }
       if (a.describe) {
         return exists ? describeJson(admin, tn, null) : "{\"exists\": false}";

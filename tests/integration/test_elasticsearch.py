@@ -9,7 +9,12 @@ from elasticsearch import BadRequestError, Elasticsearch
 
 from clickstream.settings import Settings
 from indexing.client import connect
-from indexing.templates import ViewNames, create_templates, describe_templates
+from indexing.templates import (
+    ViewNames,
+    create_templates,
+    delete_templates,
+    describe_templates,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -20,9 +25,10 @@ def es(settings: Settings) -> Iterator[Elasticsearch]:
     client = connect(settings.elasticsearch)
     yield client
     prefix = settings.elasticsearch.index_prefix
-    client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True, allow_no_indices=True)
-    for name in describe_templates(client, settings.elasticsearch):
-        client.indices.delete_index_template(name=name, ignore_unavailable=True)
+    # The stack refuses wildcard deletes (action.destructive_requires_name): name each index.
+    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
+        client.indices.delete(index=index)
+    delete_templates(client, settings.elasticsearch)
     client.close()
 
 

@@ -10,6 +10,7 @@ import pytest
 from clickstream.cli import main
 from clickstream.settings import Settings
 from indexing.client import connect as es_connect
+from indexing.templates import delete_templates
 from ingest.topics import delete_topics
 from storage.connection import connect as hbase_connect
 
@@ -34,10 +35,7 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setting
     finally:
         connection.close()
     es = es_connect(settings.elasticsearch)
-    for name in ("batch", "speed"):
-        es.indices.delete_index_template(
-            name=f"{settings.elasticsearch.index_prefix}-{name}", ignore_unavailable=True
-        )
+    delete_templates(es, settings.elasticsearch)
     es.close()
 
 
