@@ -60,6 +60,9 @@ def _stack_logs(args: argparse.Namespace, settings: Settings) -> int:
     stack = Stack(settings)
     for name, text in stack.logs(args.server, args.lines):
         print(f"==> {stack.log_path(name)} <==\n{text}\n")
+    if args.follow:
+        for name, line in stack.follow(args.server):
+            print(f"{name:<13}| {line}", flush=True)
     return 0
 
 
@@ -165,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="one server (default: all)",
     )
     logs.add_argument("-n", "--lines", type=int, default=40, help="lines per server (default 40)")
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing new lines as they are written, until Ctrl-C",
+    )
     logs.set_defaults(handler=_stack_logs)
 
     schema = commands.add_parser(

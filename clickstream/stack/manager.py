@@ -103,6 +103,33 @@ class Stack:
             if name in (None, server):
                 yield server, tail(self.layout.log(server), lines)
 
+    def follow(self, name: str | None, poll_s: float = 0.5) -> Iterator[tuple[str, str]]:
+        """(server, new log line) as the logs grow, like ``tail -f``; runs until interrupted."""
+        names = [s.name for s in SERVERS if name in (None, s.name)]
+        # Sizes now, not at the first next(): lines written from this call on are all shown.
+        offsets = {n: _size(self.layout.log(n)) for n in names}
+        return self._follow(names, offsets, poll_s)
+
+    def _follow(
+        self, names: list[str], offsets: dict[str, int], poll_s: float
+    ) -> Iterator[tuple[str, str]]:
+        while True:
+            for server in names:
+                path = self.layout.log(server)
+                size = _size(path)
+                if size < offsets[server]:  # truncated or replaced: start over
+                    offsets[server] = 0
+                if size > offsets[server]:
+                    with path.open("rb") as handle:
+                        handle.seek(offsets[server])
+                        chunk = handle.read(size - offsets[server])
+                    # Only whole lines: a partial last line waits for the next round.
+                    complete = chunk[: chunk.rfind(b"\n") + 1]
+                    offsets[server] += len(complete)
+                    for line in complete.decode(errors="replace").splitlines():
+                        yield server, line
+            time.sleep(poll_s)
+
     def log_path(self, name: str) -> Path:
         """The console log file of one server."""
         return self.layout.log(name)
@@ -147,6 +174,13 @@ class Stack:
     def _failure(self, server: Server, what: str) -> StackError:
         log = self.layout.log(server.name)
         return StackError(f"{server.name} {what}. Last lines of {log}:\n{tail(log, 30)}")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _short(exc: BaseException) -> str:
