@@ -69,14 +69,14 @@ def _stack_logs(args: argparse.Namespace, settings: Settings) -> int:
 def _schema_create(args: argparse.Namespace, settings: Settings) -> int:
     from clickstream.schema import create_all, render  # noqa: PLC0415
 
-    print(render(create_all(settings)))
+    print(render(create_all(settings), as_json=args.json))
     return 0
 
 
 def _schema_describe(args: argparse.Namespace, settings: Settings) -> int:
     from clickstream.schema import describe_all, render  # noqa: PLC0415
 
-    print(render(describe_all(settings)))
+    print(render(describe_all(settings), as_json=args.json))
     return 0
 
 
@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.set_defaults(handler=_schema_create)
     describe = schema_cmds.add_parser("describe", help="show what exists")
+    for sub in (create, describe):
+        sub.add_argument("--json", action="store_true", help="print a JSON report")
     describe.set_defaults(handler=_schema_describe)
 
     config = commands.add_parser("config", help="show the effective settings or their reference")

@@ -168,6 +168,10 @@ def _through_elasticsearch(settings: Settings, run: str, clicks: list[SampleClic
     es = es_connect(settings.elasticsearch)
     index = f"{settings.elasticsearch.index_prefix}-demo"
     try:
+        # Sized like the views (replicas from settings), so a one-node cluster stays green.
+        es.options(ignore_status=400).indices.create(
+            index=index, settings={"number_of_replicas": settings.elasticsearch.replicas}
+        )
         for url, clicks_of_url in Counter(click.url for click in clicks).items():
             es.index(
                 index=index,

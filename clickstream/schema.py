@@ -47,6 +47,42 @@ def describe_all(settings: Settings) -> dict[str, Any]:
     }
 
 
-def render(report: dict[str, Any]) -> str:
-    """A report as indented JSON (stable for scripts and readable for people)."""
-    return json.dumps(report, indent=2, sort_keys=True)
+def render(report: dict[str, Any], as_json: bool) -> str:
+    """A report as indented JSON (for scripts) or one line per object (for people)."""
+    if as_json:
+        return json.dumps(report, indent=2, sort_keys=True)
+    lines = []
+    for topic in report["kafka_topics"]:
+        state = _state(topic.get("created"), topic.get("exists", True))
+        detail = f" ({topic['partitions']} partitions)" if topic["partitions"] else ""
+        lines.append(f"kafka topic {topic['name']}: {state}{detail}")
+    table = report["hbase_table"]
+    name = table.get("table", "")
+    if table.get("exists", True):
+        families = ", ".join(
+            f"{f['name']} ({f['compression']}, ttl {f['ttl_seconds'] or 'forever'}, "
+            f"{f['max_versions']} version, bloom {f['bloom_filter']})"
+            for f in table.get("families", [])
+        )
+        lines.append(
+            f"hbase table {name}: {_state(table.get('created'), True)} "
+            f"({table.get('regions')} regions; {families})"
+        )
+        lines.extend(f"  note: {diff}" for diff in table.get("settings_differ", []))
+    else:
+        lines.append(f"hbase table {name}: missing")
+    templates = report["elasticsearch_templates"]
+    if isinstance(templates, dict):
+        lines.extend(
+            f"elasticsearch template {n}: {'exists' if ok else 'missing'}"
+            for n, ok in templates.items()
+        )
+    else:
+        lines.extend(f"elasticsearch template {n}: written" for n in templates)
+    return "\n".join(lines)
+
+
+def _state(created: bool | None, exists: bool) -> str:
+    if created:
+        return "created"
+    return "exists" if exists else "missing"

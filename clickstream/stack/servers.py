@@ -215,7 +215,8 @@ def _kafka_prepare(s: Settings, layout: Layout, progress: Progress) -> Launch:
 def _kafka_probe(s: Settings) -> str:
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415 - keeps CLI start fast
 
-    admin = AdminClient({**s.kafka.client_config(), "socket.timeout.ms": 3000})
+    # log_level 0: while the broker starts, librdkafka would print every refused connect.
+    admin = AdminClient({**s.kafka.client_config(), "socket.timeout.ms": 3000, "log_level": 0})
     metadata = admin.list_topics(timeout=3)
     if not metadata.brokers:
         raise StackError("no broker in the metadata yet")

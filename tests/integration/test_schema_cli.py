@@ -43,18 +43,18 @@ def test_create_then_create_again_then_describe(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The first create makes everything, the second nothing; describe shows it all."""
-    assert main(["schema", "create"]) == 0
+    assert main(["schema", "create", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert [t["created"] for t in first["kafka_topics"]] == [True, True]
     assert first["hbase_table"]["created"] is True
     assert first["hbase_table"]["regions"] == env.hbase.salt_buckets
 
-    assert main(["schema", "create"]) == 0
+    assert main(["schema", "create", "--json"]) == 0
     second = json.loads(capsys.readouterr().out)
     assert [t["created"] for t in second["kafka_topics"]] == [False, False]
     assert second["hbase_table"]["created"] is False
 
-    assert main(["schema", "describe"]) == 0
+    assert main(["schema", "describe", "--json"]) == 0
     described = json.loads(capsys.readouterr().out)
     assert all(
         t["exists"] and t["partitions"] == env.kafka.partitions for t in described["kafka_topics"]
