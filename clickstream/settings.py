@@ -171,6 +171,18 @@ class IngestSettings(_Section):
     )
     anonymize_ip: bool = Field(True, description="Truncate IPs (v4 /24, v6 /48) after lookup.")
     metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus + health; 0 = off.")
+    max_event_age_days: int = Field(
+        30, ge=1, description="Events older than this (event time vs now) are rejected."
+    )
+    max_future_s: int = Field(
+        300, ge=0, description="Events this far ahead of now (clock skew) are still accepted."
+    )
+    url_query_allowlist: tuple[str, ...] = Field(
+        (), description="Query parameters kept by URL normalisation (all others dropped)."
+    )
+    ua_cache_size: int = Field(10_000, ge=0, description="Parsed user agents kept in memory.")
+    backoff_initial_ms: int = Field(200, ge=1, description="First retry delay of a failed write.")
+    backoff_max_ms: int = Field(30_000, ge=1, description="Cap of the retry delay.")
 
 
 class BatchSettings(_Section):

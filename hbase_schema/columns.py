@@ -17,12 +17,28 @@ def column(family: str, qualifier: str) -> bytes:
     return f"{family}:{qualifier}".encode()
 
 
-# click_data: the event itself.
-USER_ID: Final = column(CLICK_DATA, "user_id")
+# Values are UTF-8 text (numbers in decimal), readable in the HBase shell and by any reader.
+# click_data: the event itself, as validated.
 EVENT_ID: Final = column(CLICK_DATA, "event_id")
+EVENT_ID_GENERATED: Final = column(CLICK_DATA, "event_id_generated")
+USER_ID: Final = column(CLICK_DATA, "user_id")
 TIMESTAMP_MS: Final = column(CLICK_DATA, "ts")
 URL: Final = column(CLICK_DATA, "url")
-# geo_data: the geolocation enrichment.
+URL_NORMALIZED: Final = column(CLICK_DATA, "url_norm")
+REFERRER: Final = column(CLICK_DATA, "referrer")
+SESSION_ID: Final = column(CLICK_DATA, "session_id")
+IP: Final = column(CLICK_DATA, "ip")
+SOURCE: Final = column(CLICK_DATA, "source")
+# geo_data: the geolocation enrichment (country ZZ when unknown).
 COUNTRY: Final = column(GEO_DATA, "country")
+CITY: Final = column(GEO_DATA, "city")
+REGION: Final = column(GEO_DATA, "region")
+LATITUDE: Final = column(GEO_DATA, "lat")
+LONGITUDE: Final = column(GEO_DATA, "lon")
 # user_agent_data: the user-agent enrichment.
 USER_AGENT: Final = column(USER_AGENT_DATA, "ua")
+BROWSER_FAMILY: Final = column(USER_AGENT_DATA, "browser")
+BROWSER_MAJOR: Final = column(USER_AGENT_DATA, "browser_major")
+OS_FAMILY: Final = column(USER_AGENT_DATA, "os")
+DEVICE_FAMILY: Final = column(USER_AGENT_DATA, "device")
+IS_BOT: Final = column(USER_AGENT_DATA, "is_bot")
