@@ -110,6 +110,12 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.daemon import run_daemon  # noqa: PLC0415
+
+    return run_daemon(settings, instance=args.instance, exit_when_idle_s=args.exit_when_idle)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (also used to test ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -207,6 +213,30 @@ def build_parser() -> argparse.ArgumentParser:
         "FILE (the README) instead of printing it",
     )
     reference.set_defaults(handler=_config_reference)
+
+    ingest = commands.add_parser(
+        "ingest",
+        help="the ingest daemon: Kafka -> validate -> enrich -> HBase, bad input to the DLQ",
+        description="Consume the clicks topic in consumer group ingest.group_id, validate and "
+        "enrich each click, write it to HBase under its salted row key, send rejected messages "
+        "to the dead-letter topic with a reason, and commit offsets only after both are durable. "
+        "Runs until SIGTERM/SIGINT (finishes the batch in hand, commits, exits 0). Under systemd "
+        "(Type=notify) it reports READY, WATCHDOG and STOPPING. Metrics and /healthz on "
+        "ingest.metrics_port.",
+    )
+    ingest.add_argument(
+        "--exit-when-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit after this long without messages (backfills, tests)",
+    )
+    ingest.add_argument(
+        "--instance",
+        metavar="NAME",
+        help="this process's name among N in the group (default: hostname); "
+        "must be unique per running process and stable across its restarts",
+    )
+    ingest.set_defaults(handler=_ingest)
 
     demo = commands.add_parser(
         "demo",

@@ -170,6 +170,7 @@ class IngestSettings(_Section):
         None, description="maxminddb file; empty = the DB-IP City Lite the stack fetched."
     )
     anonymize_ip: bool = Field(True, description="Truncate IPs (v4 /24, v6 /48) after lookup.")
+    metrics_host: str = Field("127.0.0.1", description="Bind address of metrics and /healthz.")
     metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus + health; 0 = off.")
     max_event_age_days: int = Field(
         30, ge=1, description="Events older than this (event time vs now) are rejected."

@@ -43,6 +43,8 @@ class Reason(StrEnum):
     """The ip is not an IPv4 or IPv6 address."""
     BAD_COUNTRY = "bad_country"
     """The country is not an ISO 3166-1 alpha-2 code."""
+    ENRICHMENT_FAILED = "enrichment_failed"
+    """A valid event that enrichment could not process (a bug: the detail names the error)."""
 
 
 @dataclass(frozen=True, slots=True)

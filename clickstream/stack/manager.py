@@ -86,7 +86,7 @@ class Stack:
                 rows.append(
                     ServerStatus(server.name, pid, ports, True, server.probe(self.settings))
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any probe failure means "not healthy"
                 rows.append(ServerStatus(server.name, pid, ports, False, _short(exc)))
         return rows
 
@@ -161,7 +161,7 @@ class Stack:
                 raise self._failure(server, "exited during start-up")
             try:
                 detail = server.probe(self.settings)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - keep probing until the deadline
                 last_error = _short(exc)
                 time.sleep(1)
                 continue

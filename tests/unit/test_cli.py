@@ -19,6 +19,7 @@ SUBCOMMANDS = [
     ["config"],
     ["config", "show"],
     ["config", "reference"],
+    ["ingest"],
     ["demo"],
 ]
 

@@ -1,0 +1,315 @@
+"""The consumer loop: Kafka -> pipeline -> HBase + dead-letter topic, offsets last.
+
+Exactly-once effect from at-least-once delivery:
+
+* rows are written first; their keys are pure functions of the events, so a replay rewrites them;
+* dead-letter records and the batch's offsets then go out in ONE Kafka transaction
+  (``send_offsets_to_transaction``), so a crash at any instant either commits both or neither:
+  a replayed batch never duplicates a dead letter, and an offset is never committed before the
+  rows it covers are durable;
+* while HBase is down the partitions are paused and the batch is retried with capped exponential
+  backoff; the loop keeps calling ``consume`` so the group does not evict it, and holds one batch
+  at most (bounded memory).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from clickstream.errors import ClickstreamError, RetriableError
+from ingest.metrics import IngestMetrics
+from ingest.model import Source
+from ingest.pipeline import Enriches, Incoming, ProcessedBatch, process
+from ingest.systemd import Notifier
+from ingest.validate import Limits
+from storage.writer import HBaseWriter
+
+log = structlog.get_logger(__name__)
+
+
+class FatalIngestError(ClickstreamError):
+    """The daemon cannot go on (e.g. its transactional producer was fenced by another)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoopConfig:
+    """What the loop needs besides its clients."""
+
+    clicks_topic: str
+    dlq_topic: str
+    batch_size: int
+    salt_buckets: int
+    limits: Limits
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 30.0
+    exit_when_idle_s: float | None = None
+
+
+class IngestLoop:
+    """Runs until ``stop()`` (a signal handler calls it) or, if configured, until idle."""
+
+    def __init__(
+        self,
+        config: LoopConfig,
+        *,
+        consumer: Consumer,
+        producer: Producer,
+        writer: HBaseWriter,
+        enricher: Enriches,
+        metrics: IngestMetrics,
+        notifier: Notifier,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._consumer = consumer
+        self._producer = producer
+        self._writer = writer
+        self._enricher = enricher
+        self._metrics = metrics
+        self._notifier = notifier
+        self._clock = clock
+        self._stopping = False
+        self._assigned: set[tuple[str, int]] = set()
+        self._paused = False
+        self._ready = False
+        self._last_message = time.monotonic()
+        self._last_lag_check = 0.0
+        self.totals = {"consumed": 0, "stored": 0, "rejected": 0, "batches": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in hand and return."""
+        self._stopping = True
+
+    def run(self) -> None:
+        """Consume, process, write and commit until stopped."""
+        self._producer.init_transactions(30)
+        self._consumer.subscribe(
+            [self.config.clicks_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        self._metrics.set_health(status="ok", assigned=[], paused=False)
+        while not self._stopping:
+            self._notifier.watchdog()
+            messages = self._consumer.consume(self.config.batch_size, timeout=0.5)
+            incoming = self._incoming(messages)
+            if not incoming:
+                if self._idle_expired():
+                    log.info("ingest.idle_exit", idle_s=self.config.exit_when_idle_s)
+                    break
+                self._update_lag()
+                continue
+            self._last_message = time.monotonic()
+            self._handle(incoming)
+            self._update_lag()
+
+    def close(self) -> None:
+        """Leave the group (revoking partitions) and close the clients."""
+        self._notifier.stopping()
+        self._consumer.close()
+        self._producer.flush(5)
+        self._writer.close()
+
+    # ------------------------------------------------------------------ one batch
+
+    def _incoming(self, messages: list[Message]) -> list[Incoming]:
+        incoming = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka.consume_error", error=str(error))
+                continue
+            timestamp_type, timestamp = message.timestamp()
+            source = Source(
+                message.topic() or "",
+                message.partition() or 0,
+                message.offset() or 0,
+                timestamp if timestamp_type else None,
+            )
+            incoming.append(Incoming(message.key(), message.value(), source))
+        return incoming
+
+    def _handle(self, incoming: list[Incoming]) -> None:
+        started = time.monotonic()
+        batch = self._process(incoming)
+        self._metrics.consumed.inc(batch.messages)
+        attempt = 0
+        while True:
+            try:
+                self._write_and_commit(batch)
+                break
+            except RetriableError as exc:
+                attempt += 1
+                self._metrics.write_retries.labels(target="hbase").inc()
+                if attempt == 1:
+                    self._pause(str(exc))
+                if not self._wait_before_retry(attempt):
+                    return  # stopping: the batch is not committed, so it is replayed later
+                owned = [
+                    m for m in incoming if (m.source.topic, m.source.partition) in self._assigned
+                ]
+                if len(owned) < len(incoming):
+                    # Revoked meanwhile: the new owner replays those messages, and their dead
+                    # letters must come from it alone, so the batch is rebuilt without them.
+                    log.info("ingest.batch_trimmed", dropped=len(incoming) - len(owned))
+                    incoming, batch = owned, self._process(owned)
+        if self._paused:
+            self._resume()
+        self._account(batch, time.monotonic() - started)
+
+    def _process(self, incoming: list[Incoming]) -> ProcessedBatch:
+        now_ms = int(self._clock() * 1000)
+        return process(
+            incoming, self._enricher, self.config.limits, self.config.salt_buckets, now_ms
+        )
+
+    def _write_and_commit(self, batch: ProcessedBatch) -> None:
+        self._writer.write(list(batch.rows.items()))
+        self._commit_transaction(batch)
+
+    def _commit_transaction(self, batch: ProcessedBatch) -> None:
+        """Dead letters and offsets, atomically; RetriableError if it should be tried again."""
+        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
+        if not offsets:
+            return
+        try:
+            self._producer.begin_transaction()
+            for record in batch.dead_letters:
+                headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+                self._producer.produce(
+                    self.config.dlq_topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=headers,
+                )
+            self._producer.send_offsets_to_transaction(
+                offsets, self._consumer.consumer_group_metadata(), 30
+            )
+            self._producer.commit_transaction(30)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.fatal():
+                raise FatalIngestError(f"Kafka transaction failed fatally: {error}") from exc
+            if error.txn_requires_abort():
+                self._abort()
+            raise RetriableError(f"Kafka transaction failed: {error}") from exc
+
+    def _abort(self) -> None:
+        try:
+            self._producer.abort_transaction(30)
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise FatalIngestError(f"cannot abort the Kafka transaction: {exc}") from exc
+            log.warning("kafka.abort_failed", error=str(exc))
+
+    def _account(self, batch: ProcessedBatch, seconds: float) -> None:
+        rejected = sum(batch.rejected.values())
+        self._metrics.stored.inc(len(batch.clicks))
+        for reason, count in batch.rejected.items():
+            self._metrics.rejected.labels(reason=reason).inc(count)
+        self._metrics.batch_seconds.observe(seconds)
+        self._metrics.last_progress = time.monotonic()
+        self.totals["consumed"] += batch.messages
+        self.totals["stored"] += len(batch.clicks)
+        self.totals["rejected"] += rejected
+        self.totals["batches"] += 1
+        # One summary line per batch, never one per event.
+        log.info(
+            "ingest.batch",
+            messages=batch.messages,
+            rows=len(batch.rows),
+            stored=len(batch.clicks),
+            rejected=dict(batch.rejected),
+            ms=round(seconds * 1000, 1),
+            offsets={f"{t}:{p}": o for (t, p), o in batch.next_offsets.items()},
+        )
+        self._notifier.status(
+            f"consumed {self.totals['consumed']}, stored "
+            f"{self.totals['stored']}, rejected {self.totals['rejected']}"
+        )
+
+    # ------------------------------------------------------------------ outages
+
+    def _pause(self, reason: str) -> None:
+        assignment = self._consumer.assignment()
+        if assignment:
+            self._consumer.pause(assignment)
+        self._paused = True
+        self._metrics.paused.set(1)
+        self._metrics.set_health(status="degraded", paused=True, reason=reason)
+        self._notifier.status(f"paused: {reason}")
+        log.warning("ingest.paused", reason=reason)
+
+    def _resume(self) -> None:
+        assignment = self._consumer.assignment()
+        if assignment:
+            self._consumer.resume(assignment)
+        self._paused = False
+        self._metrics.paused.set(0)
+        self._metrics.set_health(status="ok", paused=False, reason=None)
+        log.info("ingest.resumed")
+
+    def _wait_before_retry(self, attempt: int) -> bool:
+        """Back off while serving the group; False if the batch should be abandoned."""
+        delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** (attempt - 1))
+        deadline = time.monotonic() + delay * random.uniform(0.8, 1.0)  # noqa: S311 - jitter
+        while time.monotonic() < deadline:
+            if self._stopping:
+                return False
+            self._notifier.watchdog()
+            # Paused partitions return nothing, but the call keeps the consumer in its group.
+            stray = self._consumer.consume(1, timeout=min(0.5, deadline - time.monotonic()))
+            for message in stray:  # from a partition assigned during the outage: replayed later
+                position = (message.topic() or "", message.partition() or 0, message.offset() or 0)
+                self._consumer.seek(TopicPartition(*position))
+        return not self._stopping
+
+    # ------------------------------------------------------------------ rebalances
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        consumer.assign(partitions)
+        if self._paused:
+            consumer.pause(partitions)
+        self._assigned = {(tp.topic, tp.partition) for tp in partitions}
+        log.info("kafka.assigned", partitions=sorted(p for _, p in self._assigned))
+        self._metrics.set_health(assigned=sorted(p for _, p in self._assigned))
+        if not self._ready:
+            self._ready = True
+            self._notifier.ready(f"assigned partitions {sorted(p for _, p in self._assigned)}")
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Batches are written and committed before consume() returns again, so nothing done is
+        # left uncommitted here; a batch held through an outage is trimmed in _handle.
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned -= revoked
+        log.info("kafka.revoked", partitions=sorted(p for _, p in revoked))
+        consumer.unassign()
+
+    def _idle_expired(self) -> bool:
+        idle = self.config.exit_when_idle_s
+        return idle is not None and self._ready and time.monotonic() - self._last_message >= idle
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag_check < 5:
+            return
+        self._last_lag_check = now
+        for topic, partition in sorted(self._assigned):
+            tp = TopicPartition(topic, partition)
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=1, cached=True)
+                (position,) = self._consumer.position([tp])
+            except KafkaException:
+                continue
+            if position.offset >= 0 and high >= 0:
+                self._metrics.lag.labels(partition=str(partition)).set(high - position.offset)

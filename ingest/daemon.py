@@ -1,0 +1,138 @@
+"""``clickstream ingest``: the daemon's wiring — clients from settings, signals, metrics, systemd.
+
+systemd runs it as ``Type=notify`` (see deploy/systemd/): READY=1 once partitions are assigned,
+WATCHDOG=1 from the loop, STOPPING=1 on SIGTERM; then it finishes the batch in hand, commits,
+leaves the group and exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+
+import structlog
+from confluent_kafka import Consumer, Producer
+
+from clickstream.errors import ConfigError
+from clickstream.settings import Settings, env_var
+from clickstream.stack.fetch import GEO_VERSION
+from clickstream.stack.servers import Layout
+from ingest.consumer import IngestLoop, LoopConfig
+from ingest.enrich import Enricher
+from ingest.metrics import IngestMetrics, serve
+from ingest.systemd import Notifier
+from ingest.validate import Limits
+from storage.writer import HBaseWriter
+
+log = structlog.get_logger(__name__)
+
+
+def geo_paths(settings: Settings) -> list[Path]:
+    """The geo database files: ``ingest.geoip_database``, else the DB-IP the stack fetched."""
+    configured = settings.ingest.geoip_database
+    path = configured or Layout(settings.stack.home).cache / f"dbip-city-lite-{GEO_VERSION}"
+    files = sorted(path.glob("*.mmdb")) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        raise ConfigError(
+            f"no geo database at {path}: set ingest.geoip_database "
+            f"({env_var('ingest', 'geoip_database')}) to a .mmdb file or folder, or run "
+            "`clickstream stack up`, which fetches DB-IP City Lite"
+        )
+    return files
+
+
+def build_loop(
+    settings: Settings,
+    instance: str,
+    exit_when_idle_s: float | None,
+    metrics: IngestMetrics,
+    notifier: Notifier,
+) -> IngestLoop:
+    """The loop with real clients (nothing connects until it runs)."""
+    kafka, ingest = settings.kafka, settings.ingest
+    consumer = Consumer(
+        {
+            **kafka.client_config(),
+            "group.id": ingest.group_id,
+            "client.id": f"clickstream-ingest-{instance}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            # Fetch enough for a batch per round trip, not the 64 MiB default per partition.
+            "queued.max.messages.kbytes": 16384,
+        }
+    )
+    producer = Producer(
+        {
+            **kafka.client_config(),
+            "client.id": f"clickstream-ingest-{instance}-dlq",
+            # A stable id per instance: a restarted instance fences its previous incarnation.
+            "transactional.id": f"{ingest.group_id}-{instance}",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+        }
+    )
+    enricher = Enricher.from_settings(ingest, geo_paths(settings))
+    config = LoopConfig(
+        clicks_topic=kafka.clicks_topic,
+        dlq_topic=kafka.dlq_topic,
+        batch_size=ingest.batch_size,
+        salt_buckets=settings.hbase.salt_buckets,
+        limits=Limits.from_settings(ingest),
+        backoff_initial_s=ingest.backoff_initial_ms / 1000,
+        backoff_max_s=ingest.backoff_max_ms / 1000,
+        exit_when_idle_s=exit_when_idle_s,
+    )
+    return IngestLoop(
+        config,
+        consumer=consumer,
+        producer=producer,
+        writer=HBaseWriter(settings.hbase),
+        enricher=enricher,
+        metrics=metrics,
+        notifier=notifier,
+    )
+
+
+def run_daemon(settings: Settings, instance: str | None, exit_when_idle_s: float | None) -> int:
+    """Run the ingest daemon until SIGTERM/SIGINT (or idle); the process exit code."""
+    instance = instance or socket.gethostname()
+    metrics = IngestMetrics()
+    notifier = Notifier()
+    loop = build_loop(settings, instance, exit_when_idle_s, metrics, notifier)
+    server = None
+    if settings.ingest.metrics_port:
+        try:
+            server = serve(metrics, settings.ingest.metrics_host, settings.ingest.metrics_port)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {settings.ingest.metrics_host}:"
+                f"{settings.ingest.metrics_port} ({exc.strerror}): set ingest.metrics_port "
+                f"({env_var('ingest', 'metrics_port')}) to a free port, or 0 to turn it off"
+            ) from exc
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("ingest.signal", signal=signal.Signals(signum).name)
+        loop.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    structlog.contextvars.bind_contextvars(instance=instance)
+    log.info(
+        "ingest.start",
+        topic=settings.kafka.clicks_topic,
+        group=settings.ingest.group_id,
+        table=settings.hbase.table,
+        metrics_port=settings.ingest.metrics_port or None,
+    )
+    try:
+        loop.run()
+    finally:
+        loop.close()
+        if server is not None:
+            server.shutdown()
+    log.info("ingest.stop", **loop.totals)
+    return 0

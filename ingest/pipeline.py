@@ -1,0 +1,80 @@
+"""One consumed batch turned into HBase rows and dead-letter records: the pure middle of ingest.
+
+No I/O: the consumer loop hands in messages and gets back what to write and which offsets the
+batch covers. Every message ends as exactly one row or one dead-letter record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from hbase_schema.rows import to_row
+from ingest.dlq import DeadLetter, dead_letter
+from ingest.model import ClickEvent, EnrichedClick, Reason, Rejection, Source
+from ingest.validate import Limits, parse_click
+
+Row = tuple[bytes, dict[bytes, bytes]]
+
+
+class Enriches(Protocol):
+    """What the pipeline needs of an enricher."""
+
+    def enrich(self, event: ClickEvent) -> EnrichedClick:
+        """The event with geo, agent and normalised URL."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A consumed Kafka message, reduced to what the pipeline reads."""
+
+    key: bytes | None
+    value: bytes | None
+    source: Source
+
+
+@dataclass(slots=True)
+class ProcessedBatch:
+    """What one batch produces: rows to put, records to dead-letter, offsets to commit."""
+
+    rows: dict[bytes, dict[bytes, bytes]] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    clicks: list[EnrichedClick] = field(default_factory=list)
+    #: (topic, partition) -> the next offset to consume, i.e. last processed + 1.
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    rejected: Counter[str] = field(default_factory=Counter)
+    messages: int = 0
+
+
+def process(
+    messages: Sequence[Incoming],
+    enricher: Enriches,
+    limits: Limits,
+    buckets: int,
+    now_ms: int,
+) -> ProcessedBatch:
+    """Validate, enrich and encode every message; bad ones become dead-letter records."""
+    batch = ProcessedBatch()
+    for message in messages:
+        source = message.source
+        batch.messages += 1
+        position = (source.topic, source.partition)
+        batch.next_offsets[position] = max(batch.next_offsets.get(position, 0), source.offset + 1)
+        parsed = parse_click(message.value, now_ms, limits)
+        if isinstance(parsed, ClickEvent):
+            try:
+                click = enricher.enrich(parsed)
+                key, cells = to_row(click, buckets, source)
+            except Exception as exc:  # noqa: BLE001 - a bug for one event must not stop the rest
+                parsed = Rejection(Reason.ENRICHMENT_FAILED, f"{type(exc).__name__}: {exc}"[:200])
+            else:
+                # A duplicate inside one batch maps to the same key: one put is enough.
+                batch.rows[key] = cells
+                batch.clicks.append(click)
+                continue
+        batch.rejected[parsed.reason.value] += 1
+        batch.dead_letters.append(dead_letter(message.key, message.value, parsed, source, now_ms))
+    return batch

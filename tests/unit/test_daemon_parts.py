@@ -1,0 +1,98 @@
+"""The daemon's edges that need no servers: sd_notify, metrics/health HTTP, systemd units."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ingest.metrics import IngestMetrics, serve
+from ingest.systemd import Notifier
+
+UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
+
+
+class TestNotifier:
+    def test_sends_datagrams_to_notify_socket(self, tmp_path: Path) -> None:
+        """READY, STATUS and STOPPING arrive as KEY=value lines on the socket."""
+        path = str(tmp_path / "notify.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+            listener.bind(path)
+            listener.settimeout(2)
+            notifier = Notifier(socket_path=path, watchdog_usec="")
+            notifier.ready("assigned [0]")
+            assert listener.recv(4096) == b"READY=1\nSTATUS=assigned [0]"
+            notifier.stopping()
+            assert listener.recv(4096) == b"STOPPING=1\nSTATUS=stopping"
+
+    def test_watchdog_pings_at_half_interval(self, tmp_path: Path) -> None:
+        """WATCHDOG=1 is sent on the first call and not again within half the interval."""
+        path = str(tmp_path / "wd.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+            listener.bind(path)
+            listener.settimeout(0.2)
+            notifier = Notifier(socket_path=path, watchdog_usec="60000000")
+            assert notifier.watchdog_interval_s == 30
+            notifier.watchdog()
+            notifier.watchdog()
+            assert listener.recv(4096) == b"WATCHDOG=1"
+            with pytest.raises(TimeoutError):
+                listener.recv(4096)
+
+    def test_disabled_without_socket(self) -> None:
+        """Outside systemd nothing is sent and nothing fails."""
+        notifier = Notifier(socket_path="", watchdog_usec="")
+        assert not notifier.enabled
+        notifier.ready("x")
+        notifier.watchdog()
+
+
+class TestMetricsServer:
+    def test_metrics_and_health(self) -> None:
+        """/metrics exposes the counters; /healthz is 200 when ok and 503 when degraded."""
+        metrics = IngestMetrics()
+        metrics.consumed.inc(3)
+        metrics.rejected.labels(reason="not_json").inc()
+        server = serve(metrics, "127.0.0.1", 0)
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            text = urllib.request.urlopen(f"{base}/metrics").read().decode()  # noqa: S310
+            assert "clickstream_ingest_messages_consumed_total 3.0" in text
+            assert 'clickstream_ingest_messages_rejected_total{reason="not_json"} 1.0' in text
+            metrics.set_health(status="ok")
+            health = json.load(urllib.request.urlopen(f"{base}/healthz"))  # noqa: S310
+            assert health["status"] == "ok"
+            metrics.set_health(status="degraded", reason="hbase down")
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(f"{base}/healthz")  # noqa: S310
+            assert caught.value.code == 503
+        finally:
+            server.shutdown()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+class TestUnits:
+    @pytest.mark.parametrize("unit", ["clickstream-ingest.service", "clickstream-ingest@.service"])
+    def test_exposure_at_most_2(self, unit: str) -> None:
+        """`systemd-analyze security --offline=yes` rates each unit at 2.0 or better."""
+        result = subprocess.run(
+            ["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(UNITS / unit)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+        assert "Overall exposure level" in result.stdout
+
+    def test_units_are_type_notify_with_watchdog(self) -> None:
+        """Both units wait for READY=1 and arm the watchdog."""
+        for unit in UNITS.glob("clickstream-ingest*.service"):
+            text = unit.read_text()
+            assert "Type=notify" in text
+            assert "WatchdogSec=" in text
