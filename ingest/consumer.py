@@ -108,8 +108,10 @@ class IngestLoop:
                     break
                 self._update_lag()
                 continue
-            self._last_message = time.monotonic()
             self._handle(incoming)
+            # Idle time counts from the end of the last batch, not its start (which may have
+            # been held through a long outage).
+            self._last_message = time.monotonic()
             self._update_lag()
 
     def close(self) -> None:
@@ -268,7 +270,9 @@ class IngestLoop:
                 return False
             self._notifier.watchdog()
             # Paused partitions return nothing, but the call keeps the consumer in its group.
-            stray = self._consumer.consume(1, timeout=min(0.5, deadline - time.monotonic()))
+            # Never a negative timeout: librdkafka reads it as "wait forever".
+            remaining = max(0.0, min(0.5, deadline - time.monotonic()))
+            stray = self._consumer.consume(1, timeout=remaining)
             for message in stray:  # from a partition assigned during the outage: replayed later
                 position = (message.topic() or "", message.partition() or 0, message.offset() or 0)
                 self._consumer.seek(TopicPartition(*position))

@@ -7,6 +7,7 @@ leaves the group and exits 0.
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import socket
 from pathlib import Path
@@ -56,6 +57,9 @@ def build_loop(
         {
             **kafka.client_config(),
             "group.id": ingest.group_id,
+            # Static membership: a restarted instance (systemd, a crash) takes its partitions back
+            # at once instead of waiting out the session timeout and a rebalance of the group.
+            "group.instance.id": f"{ingest.group_id}-{instance}",
             "client.id": f"clickstream-ingest-{instance}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -118,6 +122,8 @@ def run_daemon(settings: Settings, instance: str | None, exit_when_idle_s: float
         log.info("ingest.signal", signal=signal.Signals(signum).name)
         loop.stop()
 
+    # `kill -USR1 <pid>` prints every thread's stack: the first thing to look at when hung.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     structlog.contextvars.bind_contextvars(instance=instance)

@@ -73,6 +73,13 @@ class Stack:
             raise StackError("after down, ports are still in use: " + ", ".join(still))
         return stopped
 
+    def stop_server(self, name: str) -> bool:
+        """Stop one server (by its pid file), e.g. to test an outage; True if it was running."""
+        for server in SERVERS:
+            if server.name == name:
+                return self._tracked(server).stop(self.settings.stack.stop_timeout_s)
+        raise StackError(f"unknown server {name!r}; choose from {[s.name for s in SERVERS]}")
+
     def status(self) -> list[ServerStatus]:
         """Each server's pid, ports and the answer of its readiness probe."""
         rows = []

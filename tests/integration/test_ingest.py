@@ -1,0 +1,348 @@
+"""The ingest daemon on the real stack: exact landing, SIGKILLs, an HBase outage, systemd.
+
+Each test publishes generated traffic (with duplicates, malformed messages of every kind, bots,
+late and out-of-order events) to its own topics and table, runs `clickstream ingest` as a real
+subprocess, and compares HBase and the dead-letter topic with the generator's ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from clickstream.settings import Settings
+from clickstream.stack.manager import Stack
+from hbase_schema import columns
+from ingest.dlq import REASON, SOURCE_OFFSET, SOURCE_PARTITION, header
+from ingest.generate import Traffic, TrafficSpec, generate, publish
+from ingest.population import GeoSample
+from ingest.topics import create_topics, delete_topics
+from storage.admin import create_table
+from storage.connection import connect
+
+pytestmark = pytest.mark.integration
+
+GEO_DB = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "testdata"
+    / "geoip"
+    / ("GeoIP2-City-Test.mmdb")
+)
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture
+def pipeline(settings: Settings) -> Iterator[Settings]:
+    """The test's topics and pre-split table, removed afterwards."""
+    create_topics(settings.kafka)
+    create_table(settings, progress=lambda _: None)
+    yield settings
+    delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
+    connection = connect(settings.hbase)
+    try:
+        connection.delete_table(settings.hbase.table, disable=True)
+    finally:
+        connection.close()
+
+
+def make_traffic(events: int, seed: int) -> Traffic:
+    """Six hours of generated traffic ending two hours ago, IPs from the MaxMind test DB."""
+    start = (int(time.time() * 1000) // HOUR_MS - 8) * HOUR_MS
+    geo = GeoSample.from_mmdb([GEO_DB], seed=seed)
+    return generate(TrafficSpec(start_ms=start, events=events, hours=6), seed=seed, geo=geo)
+
+
+@dataclass
+class Daemon:
+    """A running `clickstream ingest` process and its log file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything it has logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def finish(self, timeout: float = 180) -> str:
+        """Wait for it to exit; its log, asserting it exited 0."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            message = f"daemon still running after {timeout}s:\n{self.log()[-3000:]}"
+            raise AssertionError(message) from None
+        assert self.process.returncode == 0, self.log()[-3000:]
+        return self.log()
+
+
+def daemon(settings: Settings, instance: str, *args: str, **env: str) -> Daemon:
+    """`clickstream ingest` as a real process, configured through the environment."""
+    variables = {
+        **os.environ,
+        "CLICKSTREAM_KAFKA__CLICKS_TOPIC": settings.kafka.clicks_topic,
+        "CLICKSTREAM_KAFKA__DLQ_TOPIC": settings.kafka.dlq_topic,
+        "CLICKSTREAM_HBASE__TABLE": settings.hbase.table,
+        "CLICKSTREAM_INGEST__GROUP_ID": f"{settings.hbase.table}-group",
+        "CLICKSTREAM_INGEST__GEOIP_DATABASE": str(GEO_DB),
+        "CLICKSTREAM_INGEST__METRICS_PORT": "0",
+        "CLICKSTREAM_INGEST__BACKOFF_MAX_MS": "2000",
+        **env,
+    }
+    # A file, not a pipe: nobody reads while it runs, and a full pipe would block the daemon.
+    log_path = Path(tempfile.mkstemp(prefix=f"ingest-{instance}-", suffix=".log")[1])
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "clickstream.cli",
+                "--log-json",
+                "ingest",
+                "--instance",
+                instance,
+                *args,
+            ],
+            env=variables,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    return Daemon(process, log_path)
+
+
+def stored_rows(settings: Settings) -> dict[bytes, dict[bytes, bytes]]:
+    """Every row of the test's table."""
+    connection = connect(settings.hbase)
+    try:
+        return dict(connection.table(settings.hbase.table).scan(batch_size=2000))
+    finally:
+        connection.close()
+
+
+def dead_letters(settings: Settings) -> list[tuple[str, str, bytes]]:
+    """(reason, partition:offset, value) of every committed dead-letter record."""
+    topic = settings.kafka.dlq_topic
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"{topic}-reader",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        records = []
+        done = {p for p, end in ends.items() if end == 0}
+        deadline = time.monotonic() + 60
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            headers = message.headers()
+            source = f"{header(headers, SOURCE_PARTITION)}:{header(headers, SOURCE_OFFSET)}"
+            records.append((header(headers, REASON) or "", source, message.value() or b""))
+            # The last offsets of a transactional partition are commit markers, not records.
+            if message.offset() + 1 >= ends[message.partition()] - 1:
+                done.add(message.partition())
+    finally:
+        consumer.close()
+    return records
+
+
+def assert_landed_exactly(settings: Settings, traffic: Traffic) -> None:
+    """HBase holds each distinct valid event once; each malformed message is dead-lettered once
+    with its own reason; per (url, country, hour) the stored clicks equal the ground truth."""
+    rows = stored_rows(settings)
+    assert len(rows) == traffic.truth.summary.valid_events
+
+    records = dead_letters(settings)
+    expected = Counter(m.reason.value for m in traffic.messages if m.reason is not None)
+    assert Counter(reason for reason, _, _ in records) == expected
+    assert len({source for _, source, _ in records}) == len(records)  # no record twice
+    malformed_values = {m.value for m in traffic.messages if m.kind == "malformed"}
+    assert {value for _, _, value in records} <= malformed_values
+
+    clicks: Counter[tuple[str, str, int]] = Counter()
+    bots: Counter[tuple[str, str, int]] = Counter()
+    for cells in rows.values():
+        hour = int(cells[columns.TIMESTAMP_MS]) // HOUR_MS * HOUR_MS
+        group = (cells[columns.URL_NORMALIZED].decode(), cells[columns.COUNTRY].decode(), hour)
+        (bots if cells[columns.IS_BOT] == b"1" else clicks)[group] += 1
+    truth = {(g.url, g.country, g.hour_ms): g for g in traffic.truth.groups}
+    assert {k: v for k, v in clicks.items()} == {k: g.clicks for k, g in truth.items() if g.clicks}
+    assert {k: v for k, v in bots.items()} == {
+        k: g.bot_clicks for k, g in truth.items() if g.bot_clicks
+    }
+
+
+def test_generated_traffic_lands_exactly(pipeline: Settings) -> None:
+    """Rows == distinct valid events, DLQ == malformed by reason, groups == ground truth."""
+    traffic = make_traffic(events=3000, seed=11)
+    reasons = {m.reason for m in traffic.messages if m.reason is not None}
+    assert len(reasons) >= 8
+    publish(traffic, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+    log = daemon(pipeline, "a", "--exit-when-idle", "3").finish()
+    assert '"event": "ingest.batch"' in log
+    assert_landed_exactly(pipeline, traffic)
+
+    # A second run over the same topic finds nothing new and changes nothing.
+    daemon(pipeline, "a", "--exit-when-idle", "2").finish()
+    assert_landed_exactly(pipeline, traffic)
+
+
+def test_sigkill_at_three_instants_loses_and_duplicates_nothing(pipeline: Settings) -> None:
+    """Killed with SIGKILL three times mid-run and restarted: the same final content."""
+    traffic = make_traffic(events=20_000, seed=12)
+    total = len(traffic.messages)
+    publish(traffic, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+    rng = random.Random(12)
+    progress_at_kill = []
+    for kill in range(3):
+        running = daemon(pipeline, "k")
+        process = running.process
+        # Kill at a random instant once this incarnation has committed something, while
+        # messages remain: the kill lands between (or inside) batches, never after the end.
+        floor = committed(pipeline)
+        _wait_for(lambda floor=floor: committed(pipeline) > floor, 60)  # type: ignore[misc]
+        time.sleep(rng.uniform(0.0, 0.3))
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        progress_at_kill.append(committed(pipeline))
+        assert process.returncode == -signal.SIGKILL, f"kill {kill}"
+    assert progress_at_kill[-1] < total, "the run ended before the last kill"
+    assert progress_at_kill == sorted(progress_at_kill)
+    daemon(pipeline, "k", "--exit-when-idle", "4").finish()
+    assert committed(pipeline) == total
+    assert_landed_exactly(pipeline, traffic)
+
+
+def committed(settings: Settings) -> int:
+    """Offsets the ingest group has committed on the clicks topic, summed over partitions."""
+    topic = settings.kafka.clicks_topic
+    consumer = Consumer(
+        {**settings.kafka.client_config(), "group.id": f"{settings.hbase.table}-group"}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        offsets = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    finally:
+        consumer.close()
+    return sum(max(tp.offset, 0) for tp in offsets)
+
+
+def test_hbase_thrift_down_30s_daemon_waits_and_loses_nothing(
+    pipeline: Settings, stack: Stack
+) -> None:
+    """With the Thrift server stopped for 30 s the daemon stays up, reports degraded, resumes."""
+    traffic = make_traffic(events=6000, seed=13)
+    port = _free_port()
+    running = daemon(
+        pipeline, "o", "--exit-when-idle", "8", CLICKSTREAM_INGEST__METRICS_PORT=str(port)
+    )
+    process = running.process
+    try:
+        half = len(traffic.messages) // 2
+        first = Traffic(traffic.messages[:half], traffic.truth)
+        rest = Traffic(traffic.messages[half:], traffic.truth)
+        publish(first, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+        _wait_for(lambda: _metric(port, "clickstream_ingest_events_stored_total") > 0, 60)
+
+        stopped = stack.stop_server("thrift")
+        assert stopped
+        publish(rest, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+        _wait_for(lambda: _health(port)["status"] == "degraded", 30)
+        time.sleep(30)
+        assert process.poll() is None, "the daemon died during the outage"
+        health = _health(port)
+        assert health["status"] == "degraded"
+        assert health["paused"] is True
+    finally:
+        stack.up()
+    running.finish()
+    assert_landed_exactly(pipeline, traffic)
+
+
+def test_systemd_notify_ready_watchdog_stopping(pipeline: Settings, tmp_path: Path) -> None:
+    """READY=1 after assignment, WATCHDOG=1 pings, STOPPING=1 and exit 0 within 10 s of TERM."""
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(path)
+        listener.settimeout(30)
+        running = daemon(pipeline, "n", NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+        process = running.process
+        received: list[str] = []
+        try:
+            while not any(m.startswith("READY=1") for m in received):
+                received.append(listener.recv(4096).decode())
+            assert "STATUS=assigned partitions [0, 1, 2, 3]" in received[-1]
+            pings_before = sum(m == "WATCHDOG=1" for m in received)
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                received.append(listener.recv(4096).decode())
+            assert sum(m == "WATCHDOG=1" for m in received) - pings_before >= 4
+        finally:
+            process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        running.finish(timeout=10)
+        assert time.monotonic() - started < 10
+        while True:
+            message = listener.recv(4096).decode()
+            if message.startswith("STOPPING=1"):
+                break
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def _metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def _health(port: int) -> dict[str, object]:
+    try:
+        response = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    except urllib.error.HTTPError as exc:  # 503 while degraded still carries the JSON
+        return dict(json.load(exc))
+    return dict(json.load(response))
