@@ -62,8 +62,13 @@ logs: install ## tail the servers' logs
 schema: up ## create topics, the HBase table and index templates (idempotent)
 	$(CLICKSTREAM) schema create
 
+RUN_EVENTS ?= 20000
+
 run: schema ## the pipeline end to end on the local stack
-	$(CLICKSTREAM) demo
+	@mkdir -p .run
+	$(CLICKSTREAM) generate --events $(RUN_EVENTS) --hours 6 --truth .run/truth.json
+	$(CLICKSTREAM) ingest --exit-when-idle 5 --instance make-run
+	$(CLICKSTREAM) inspect --hours 7
 
 readme: install ## regenerate the README's settings table from the settings classes
 	$(CLICKSTREAM) config reference --update README.md

@@ -7,8 +7,9 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from clickstream import __version__
 from clickstream.errors import ClickstreamError, ConfigError
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from clickstream.stack.manager import ServerStatus
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _stack_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -103,10 +105,17 @@ def _config_reference(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from clickstream.demo import run_demo  # noqa: PLC0415
+def _inspect(args: argparse.Namespace, settings: Settings) -> int:
+    from clickstream.inspect import inspect, render  # noqa: PLC0415
 
-    run_demo(settings, count=args.count)
+    t1 = int(_parse_time(args.to).timestamp() * 1000) if args.to else int(time.time() * 1000)
+    t0 = (
+        int(_parse_time(args.since).timestamp() * 1000)
+        if args.since
+        else t1 - args.hours * 3600_000
+    )
+    landed = inspect(settings, t0, t1 + 1)
+    print(render(landed, settings.hbase.table, settings.kafka.dlq_topic))
     return 0
 
 
@@ -116,34 +125,74 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     return run_daemon(settings, instance=args.instance, exit_when_idle_s=args.exit_when_idle)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand (also used to test ``--help``)."""
-    parser = argparse.ArgumentParser(
-        prog="clickstream",
-        description="Real-time clickstream analytics: Kafka -> HBase -> Spark/speed layer -> "
-        "Elasticsearch. Settings: a TOML file (--config or $CLICKSTREAM_CONFIG) and "
-        "CLICKSTREAM_<SECTION>__<KEY> environment variables; see `clickstream config reference`.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help=f"TOML settings file (default: ${CONFIG_ENV}, else built-in defaults)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="default: INFO",
-    )
-    parser.add_argument(
-        "--log-json",
-        action="store_true",
-        help="JSON logs even on a terminal (they are JSON off a terminal anyway)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.daemon import geo_paths  # noqa: PLC0415
+    from ingest.generate import TrafficSpec, generate, publish, write_truth  # noqa: PLC0415
+    from ingest.population import GeoSample  # noqa: PLC0415
 
+    hour_ms = 3_600_000
+    if args.start is not None:
+        start_ms = int(_parse_time(args.start).timestamp() * 1000)
+    else:  # end now: every event is recent enough to be accepted, none lies in the future
+        start_ms = int(time.time() * 1000) - int(args.hours * hour_ms)
+    spec = TrafficSpec(
+        start_ms=start_ms,
+        events=args.events,
+        hours=args.hours,
+        users=args.users,
+        bot_share=args.bot_share,
+        duplicate_share=args.duplicate_share,
+        malformed_share=args.malformed_share,
+        late_share=args.late_share,
+        session_timeout_ms=settings.ingest.session_timeout_s * 1000,
+    )
+    geo = GeoSample.from_mmdb(args.geoip or geo_paths(settings), seed=args.seed)
+    started = time.monotonic()
+    traffic = generate(spec, seed=args.seed, geo=geo)
+    summary = traffic.truth.summary
+    print(
+        f"generated {summary.messages} messages in {time.monotonic() - started:.1f}s: "
+        f"{summary.valid_events} valid events ({summary.bot_clicks} by bots), "
+        f"{summary.duplicates} duplicate deliveries, "
+        f"{sum(summary.malformed.values())} malformed, {summary.late_events} late"
+    )
+    if args.truth is not None:
+        print(f"ground truth written to {write_truth(traffic.truth, args.truth)}")
+    if not args.dry_run:
+        topic = args.topic or settings.kafka.clicks_topic
+        publish(traffic, settings.kafka, topic, rate=args.rate or None, progress=print)
+    return 0
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"not an ISO-8601 time: {text!r} (e.g. 2026-11-22T10:00:00Z)") from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"give a UTC offset with {text!r} (e.g. a trailing Z)")
+    return moment
+
+
+def _import_log(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.accesslog import import_log  # noqa: PLC0415
+
+    if not args.file.is_file():
+        raise ConfigError(f"no such log file: {args.file}")
+    topic = args.topic or settings.kafka.clicks_topic
+    report = import_log(args.file, args.site, settings.kafka, topic, progress=print)
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items())) or "none"
+    print(
+        f"read {report.lines} lines: published {report.kept} clicks to {topic}; "
+        f"skipped {skipped}; malformed {report.malformed}"
+    )
+    for example in report.examples:
+        print(f"  malformed line {example.line_no}: {example.reason}")
+    return 0
+
+
+def _add_stack(commands: Subcommands) -> None:
+    """`clickstream stack up|down|status|logs`."""
     stack = commands.add_parser(
         "stack",
         help="the local development stack (Kafka, HBase + Thrift, Elasticsearch)",
@@ -182,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logs.set_defaults(handler=_stack_logs)
 
+
+def _add_schema(commands: Subcommands) -> None:
+    """`clickstream schema create|describe`."""
     schema = commands.add_parser(
         "schema",
         help="create or describe the topics, HBase table and index templates",
@@ -200,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print a JSON report")
     describe.set_defaults(handler=_schema_describe)
 
+
+def _add_config(commands: Subcommands) -> None:
+    """`clickstream config show|reference`."""
     config = commands.add_parser("config", help="show the effective settings or their reference")
     config_cmds = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = config_cmds.add_parser("show", help="effective settings as JSON (secrets masked)")
@@ -214,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reference.set_defaults(handler=_config_reference)
 
+
+def _add_ingest(commands: Subcommands) -> None:
+    """`clickstream ingest`."""
     ingest = commands.add_parser(
         "ingest",
         help="the ingest daemon: Kafka -> validate -> enrich -> HBase, bad input to the DLQ",
@@ -238,13 +296,143 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.set_defaults(handler=_ingest)
 
-    demo = commands.add_parser(
-        "demo",
-        help="publish sample clicks and carry them through Kafka, HBase and "
-        "Elasticsearch, reading each back (what `make run` does)",
+
+def _add_generate(commands: Subcommands) -> None:
+    """`clickstream generate`."""
+    generate = commands.add_parser(
+        "generate",
+        help="publish realistic synthetic traffic and write its ground truth",
+        description="Users with sessions, Zipf-popular URLs over a few sites, log-normal gaps, "
+        "real user agents, IPs from the geo database's networks, bots, duplicate deliveries, "
+        "malformed messages of every rejection kind, late and out-of-order events. "
+        "Reproducible with --seed. The ground truth (per url x country x hour: clicks, unique "
+        "users, time spent, bot clicks) follows the README's metric definitions.",
     )
-    demo.add_argument("--count", type=int, default=20, help="sample clicks (default 20)")
-    demo.set_defaults(handler=_demo)
+    generate.add_argument(
+        "--events",
+        type=int,
+        default=10_000,
+        help="valid page views (duplicates and malformed messages come on top; default 10000)",
+    )
+    generate.add_argument("--hours", type=float, default=6.0, help="event-time span (default 6)")
+    generate.add_argument(
+        "--start",
+        metavar="ISO",
+        help="span start, e.g. 2026-11-22T00:00Z "
+        "(default: --hours before now, so the span ends now)",
+    )
+    generate.add_argument("--users", type=int, help="distinct users (default events/20)")
+    generate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    generate.add_argument(
+        "--rate", type=float, default=0, help="messages per second (default 0: as fast as possible)"
+    )
+    generate.add_argument("--topic", help="target topic (default kafka.clicks_topic)")
+    generate.add_argument("--truth", type=Path, metavar="FILE", help="write the ground truth")
+    generate.add_argument(
+        "--geoip",
+        type=Path,
+        nargs="+",
+        metavar="PATH",
+        help=".mmdb files or folders whose networks supply the IPs (default: the ingest's)",
+    )
+    generate.add_argument("--bot-share", type=float, default=0.03, help="share of bot users")
+    generate.add_argument(
+        "--duplicate-share",
+        type=float,
+        default=0.02,
+        help="extra exact re-deliveries, as a share of events",
+    )
+    generate.add_argument(
+        "--malformed-share",
+        type=float,
+        default=0.01,
+        help="extra malformed messages, as a share of events",
+    )
+    generate.add_argument(
+        "--late-share",
+        type=float,
+        default=0.01,
+        help="events delivered hours after their event time",
+    )
+    generate.add_argument(
+        "--dry-run", action="store_true", help="generate (and write the truth) without publishing"
+    )
+    generate.set_defaults(handler=_generate)
+
+
+def _add_import_log(commands: Subcommands) -> None:
+    """`clickstream import-log`."""
+    import_log = commands.add_parser(
+        "import-log",
+        help="publish an Apache/Nginx combined-format access log as click events",
+        description="Keeps GET requests answered 2xx-3xx that are not static assets (see the "
+        "README for the extension list); user id = a hash of IP and user agent; event time "
+        "from the log. Malformed lines are counted and reported, never fatal. .gz is read "
+        "as gzip.",
+    )
+    import_log.add_argument("file", type=Path, help="the access log (.gz allowed)")
+    import_log.add_argument(
+        "--site",
+        required=True,
+        metavar="URL",
+        help="scheme and host the paths belong to, e.g. https://shop.example",
+    )
+    import_log.add_argument("--topic", help="target topic (default kafka.clicks_topic)")
+    import_log.set_defaults(handler=_import_log)
+
+
+def _add_inspect(commands: Subcommands) -> None:
+    """`clickstream inspect`."""
+    inspect = commands.add_parser(
+        "inspect",
+        help="what landed: HBase rows of a time range by country and URL, dead letters by reason",
+        description="Counts master-dataset rows with event time in the range (one range scan "
+        "per salt bucket) and every committed record of the dead-letter topic, by reason.",
+    )
+    inspect.add_argument("--since", metavar="ISO", help="range start (default: --hours ago)")
+    inspect.add_argument("--to", metavar="ISO", help="range end, inclusive (default: now)")
+    inspect.add_argument("--hours", type=int, default=24, help="range length (default 24)")
+    inspect.set_defaults(handler=_inspect)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (also used to test ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="clickstream",
+        description="Real-time clickstream analytics: Kafka -> HBase -> Spark/speed layer -> "
+        "Elasticsearch. Settings: a TOML file (--config or $CLICKSTREAM_CONFIG) and "
+        "CLICKSTREAM_<SECTION>__<KEY> environment variables; see `clickstream config reference`.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"TOML settings file (default: ${CONFIG_ENV}, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default: INFO",
+    )
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        help="JSON logs even on a terminal (they are JSON off a terminal anyway)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_stack,
+        _add_schema,
+        _add_config,
+        _add_ingest,
+        _add_generate,
+        _add_import_log,
+        _add_inspect,
+    ):
+        add(commands)
+
     return parser
 
 

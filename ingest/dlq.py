@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from confluent_kafka import Consumer, TopicPartition
+
+from clickstream.settings import KafkaSettings
 from ingest.model import Rejection, Source
 
 # Header names, stable for anyone who reads the dead-letter topic.
@@ -42,9 +48,70 @@ def dead_letter(
     return DeadLetter(key, value, headers)
 
 
-def header(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:
+def header(
+    headers: Iterable[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None,
+    name: str,
+) -> str | None:
     """The value of header ``name`` as text, or None."""
-    for key, value in headers or []:
-        if key == name:
-            return value.decode(errors="replace")
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or []
+    for key, value in pairs:
+        if key == name and value is not None:
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    """A committed dead-letter record as read back."""
+
+    reason: str
+    source: str
+    value: bytes
+
+
+def read_dead_letters(settings: KafkaSettings, idle_s: float = 2.0) -> list[StoredDeadLetter]:
+    """Every committed record of the dead-letter topic (read until its end, or idle)."""
+    topic = settings.dlq_topic
+    consumer = Consumer(
+        {
+            **settings.client_config(),
+            "group.id": "clickstream-dlq-reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    records: list[StoredDeadLetter] = []
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
+        remaining = {p for p, end in ends.items() if end > 0}
+        idle_since = time.monotonic()
+        # Transaction markers take the last offsets, so "the end" is reached when a record at
+        # (or past) end - 1 arrives, or, for a partition whose tail was aborted, by idling.
+        while remaining and time.monotonic() - idle_since < idle_s:
+            message = consumer.poll(0.2)
+            if message is None or message.error() is not None:
+                continue
+            idle_since = time.monotonic()
+            headers = message.headers()
+            source = f"{header(headers, SOURCE_PARTITION)}:{header(headers, SOURCE_OFFSET)}"
+            records.append(
+                StoredDeadLetter(
+                    header(headers, REASON) or "unknown", source, message.value() or b""
+                )
+            )
+            partition, offset = message.partition() or 0, message.offset() or 0
+            if offset + 1 >= ends[partition] - 1:
+                remaining.discard(partition)
+    finally:
+        consumer.close()
+    return records
+
+
+def count_dead_letters(settings: KafkaSettings) -> Counter[str]:
+    """Committed dead-letter records by reason."""
+    return Counter(record.reason for record in read_dead_letters(settings))

@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, TopicPartition
 from clickstream.settings import Settings
 from clickstream.stack.manager import Stack
 from hbase_schema import columns
-from ingest.dlq import REASON, SOURCE_OFFSET, SOURCE_PARTITION, header
+from ingest.dlq import read_dead_letters
 from ingest.generate import Traffic, TrafficSpec, generate, publish
 from ingest.population import GeoSample
 from ingest.topics import create_topics, delete_topics
@@ -135,54 +135,18 @@ def stored_rows(settings: Settings) -> dict[bytes, dict[bytes, bytes]]:
         connection.close()
 
 
-def dead_letters(settings: Settings) -> list[tuple[str, str, bytes]]:
-    """(reason, partition:offset, value) of every committed dead-letter record."""
-    topic = settings.kafka.dlq_topic
-    consumer = Consumer(
-        {
-            **settings.kafka.client_config(),
-            "group.id": f"{topic}-reader",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        records = []
-        done = {p for p, end in ends.items() if end == 0}
-        deadline = time.monotonic() + 60
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error() is not None:
-                continue
-            headers = message.headers()
-            source = f"{header(headers, SOURCE_PARTITION)}:{header(headers, SOURCE_OFFSET)}"
-            records.append((header(headers, REASON) or "", source, message.value() or b""))
-            # The last offsets of a transactional partition are commit markers, not records.
-            if message.offset() + 1 >= ends[message.partition()] - 1:
-                done.add(message.partition())
-    finally:
-        consumer.close()
-    return records
-
-
 def assert_landed_exactly(settings: Settings, traffic: Traffic) -> None:
     """HBase holds each distinct valid event once; each malformed message is dead-lettered once
     with its own reason; per (url, country, hour) the stored clicks equal the ground truth."""
     rows = stored_rows(settings)
     assert len(rows) == traffic.truth.summary.valid_events
 
-    records = dead_letters(settings)
+    records = read_dead_letters(settings.kafka)
     expected = Counter(m.reason.value for m in traffic.messages if m.reason is not None)
-    assert Counter(reason for reason, _, _ in records) == expected
-    assert len({source for _, source, _ in records}) == len(records)  # no record twice
+    assert Counter(record.reason for record in records) == expected
+    assert len({record.source for record in records}) == len(records)  # no record twice
     malformed_values = {m.value for m in traffic.messages if m.kind == "malformed"}
-    assert {value for _, _, value in records} <= malformed_values
+    assert {record.value for record in records} <= malformed_values
 
     clicks: Counter[tuple[str, str, int]] = Counter()
     bots: Counter[tuple[str, str, int]] = Counter()

@@ -20,7 +20,9 @@ SUBCOMMANDS = [
     ["config", "show"],
     ["config", "reference"],
     ["ingest"],
-    ["demo"],
+    ["generate"],
+    ["import-log"],
+    ["inspect"],
 ]
 
 
