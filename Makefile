@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLICKSTREAM := $(BIN)/clickstream
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help prereqs install lint unit integration test up down status logs schema run readme clean
+.PHONY: help prereqs install lint unit integration test up down status logs schema run readme bench bench-ingest clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,11 @@ run: schema ## the pipeline end to end on the local stack
 	$(CLICKSTREAM) generate --events $(RUN_EVENTS) --hours 6 --truth .run/truth.json
 	$(CLICKSTREAM) ingest --exit-when-idle 5 --instance make-run
 	$(CLICKSTREAM) inspect --hours 7
+
+bench-ingest: up ## ingest throughput beside its raw ceilings (prints, saves bench/results/)
+	$(BIN)/python bench/ingest_bench.py
+
+bench: bench-ingest ## every benchmark
 
 readme: install ## regenerate the README's settings table from the settings classes
 	$(CLICKSTREAM) config reference --update README.md

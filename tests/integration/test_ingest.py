@@ -8,29 +8,24 @@ subprocess, and compares HBase and the dead-letter topic with the generator's gr
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from clickstream.settings import Settings
 from clickstream.stack.manager import Stack
 from hbase_schema import columns
 from ingest.dlq import read_dead_letters
 from ingest.generate import Traffic, TrafficSpec, generate, publish
+from ingest.harness import DaemonProcess, committed
 from ingest.population import GeoSample
 from ingest.topics import create_topics, delete_topics
 from storage.admin import create_table
@@ -69,61 +64,16 @@ def make_traffic(events: int, seed: int) -> Traffic:
     return generate(TrafficSpec(start_ms=start, events=events, hours=6), seed=seed, geo=geo)
 
 
-@dataclass
-class Daemon:
-    """A running `clickstream ingest` process and its log file."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        """Everything it has logged so far."""
-        return self.log_path.read_text(errors="replace")
-
-    def finish(self, timeout: float = 180) -> str:
-        """Wait for it to exit; its log, asserting it exited 0."""
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            message = f"daemon still running after {timeout}s:\n{self.log()[-3000:]}"
-            raise AssertionError(message) from None
-        assert self.process.returncode == 0, self.log()[-3000:]
-        return self.log()
-
-
-def daemon(settings: Settings, instance: str, *args: str, **env: str) -> Daemon:
-    """`clickstream ingest` as a real process, configured through the environment."""
-    variables = {
-        **os.environ,
-        "CLICKSTREAM_KAFKA__CLICKS_TOPIC": settings.kafka.clicks_topic,
-        "CLICKSTREAM_KAFKA__DLQ_TOPIC": settings.kafka.dlq_topic,
-        "CLICKSTREAM_HBASE__TABLE": settings.hbase.table,
-        "CLICKSTREAM_INGEST__GROUP_ID": f"{settings.hbase.table}-group",
-        "CLICKSTREAM_INGEST__GEOIP_DATABASE": str(GEO_DB),
-        "CLICKSTREAM_INGEST__METRICS_PORT": "0",
-        "CLICKSTREAM_INGEST__BACKOFF_MAX_MS": "2000",
+def daemon(settings: Settings, instance: str, *args: str, **env: str) -> DaemonProcess:
+    """`clickstream ingest` on the test's topics and table, geolocating with the test DB."""
+    return DaemonProcess.start(
+        settings,
+        instance,
+        *args,
+        CLICKSTREAM_INGEST__GEOIP_DATABASE=str(GEO_DB),
+        CLICKSTREAM_INGEST__BACKOFF_MAX_MS="2000",
         **env,
-    }
-    # A file, not a pipe: nobody reads while it runs, and a full pipe would block the daemon.
-    log_path = Path(tempfile.mkstemp(prefix=f"ingest-{instance}-", suffix=".log")[1])
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "clickstream.cli",
-                "--log-json",
-                "ingest",
-                "--instance",
-                instance,
-                *args,
-            ],
-            env=variables,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    return Daemon(process, log_path)
+    )
 
 
 def stored_rows(settings: Settings) -> dict[bytes, dict[bytes, bytes]]:
@@ -200,20 +150,6 @@ def test_sigkill_at_three_instants_loses_and_duplicates_nothing(pipeline: Settin
     daemon(pipeline, "k", "--exit-when-idle", "4").finish()
     assert committed(pipeline) == total
     assert_landed_exactly(pipeline, traffic)
-
-
-def committed(settings: Settings) -> int:
-    """Offsets the ingest group has committed on the clicks topic, summed over partitions."""
-    topic = settings.kafka.clicks_topic
-    consumer = Consumer(
-        {**settings.kafka.client_config(), "group.id": f"{settings.hbase.table}-group"}
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        offsets = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-    finally:
-        consumer.close()
-    return sum(max(tp.offset, 0) for tp in offsets)
 
 
 def test_hbase_thrift_down_30s_daemon_waits_and_loses_nothing(

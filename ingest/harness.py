@@ -1,0 +1,114 @@
+"""Driving `clickstream ingest` as a real process: for the integration tests and the benchmarks.
+
+The daemon is configured the way an operator would configure it, through CLICKSTREAM_*
+environment variables, and logs to a file (never a pipe nobody reads, which would block it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from clickstream.settings import Settings
+
+
+def group_of(settings: Settings) -> str:
+    """The consumer group a harnessed daemon uses: one per table, so runs never share offsets."""
+    return f"{settings.hbase.table}-group"
+
+
+@dataclass
+class DaemonProcess:
+    """A running `clickstream ingest` and its log file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @classmethod
+    def start(cls, settings: Settings, instance: str, *args: str, **env: str) -> DaemonProcess:
+        """Start one daemon on ``settings``' topics and table; ``env`` overrides variables."""
+        variables = {
+            **os.environ,
+            "CLICKSTREAM_KAFKA__CLICKS_TOPIC": settings.kafka.clicks_topic,
+            "CLICKSTREAM_KAFKA__DLQ_TOPIC": settings.kafka.dlq_topic,
+            "CLICKSTREAM_HBASE__TABLE": settings.hbase.table,
+            "CLICKSTREAM_INGEST__GROUP_ID": group_of(settings),
+            "CLICKSTREAM_INGEST__METRICS_PORT": "0",
+            **env,
+        }
+        if settings.ingest.geoip_database is not None:
+            variables.setdefault(
+                "CLICKSTREAM_INGEST__GEOIP_DATABASE", str(settings.ingest.geoip_database)
+            )
+        log_path = Path(tempfile.mkstemp(prefix=f"ingest-{instance}-", suffix=".log")[1])
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "clickstream.cli",
+                    "--log-json",
+                    "ingest",
+                    "--instance",
+                    instance,
+                    *args,
+                ],
+                env=variables,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        return cls(process, log_path)
+
+    def log(self) -> str:
+        """Everything it has logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def finish(self, timeout: float = 300) -> str:
+        """Wait for it to exit (it should run with --exit-when-idle); its log. Raises unless 0."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            message = f"daemon still running after {timeout}s:\n{self.log()[-3000:]}"
+            raise AssertionError(message) from None
+        if self.process.returncode != 0:
+            raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.log()[-3000:]}")
+        return self.log()
+
+    def batches(self) -> list[dict[str, Any]]:
+        """Its per-batch summary lines, parsed."""
+        return [
+            json.loads(line)
+            for line in self.log().splitlines()
+            if '"event": "ingest.batch"' in line
+        ]
+
+
+def committed(settings: Settings) -> int:
+    """Offsets the harness's group has committed on the clicks topic, summed over partitions."""
+    topic = settings.kafka.clicks_topic
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": group_of(settings)})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        offsets = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    finally:
+        consumer.close()
+    return sum(max(tp.offset, 0) for tp in offsets)
+
+
+def batch_throughput(batches: list[dict[str, Any]]) -> float:
+    """Messages per second from the start of the first batch to the end of the last."""
+    started = float(batches[0]["ms"]) / 1000
+    first = datetime.fromisoformat(batches[0]["timestamp"]).timestamp() - started
+    last = datetime.fromisoformat(batches[-1]["timestamp"]).timestamp()
+    messages = sum(int(b["messages"]) for b in batches)
+    return messages / max(last - first, 1e-9)
