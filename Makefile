@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLICKSTREAM := $(BIN)/clickstream
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help prereqs install lint unit integration test up down status logs schema run readme bench bench-ingest clean
+.PHONY: help prereqs install lint unit integration test up down status logs schema run readme bench bench-ingest acceptance-ingest clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,7 @@ lint: install ## ruff (lint + format) and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 unit: install ## unit tests only (no servers)
 	$(BIN)/pytest tests/unit
@@ -72,6 +73,9 @@ run: schema ## the pipeline end to end on the local stack
 
 bench-ingest: up ## ingest throughput beside its raw ceilings (prints, saves bench/results/)
 	$(BIN)/python bench/ingest_bench.py
+
+acceptance-ingest: up ## 200k events, 3 SIGKILLs and a 30 s Thrift outage, checked exactly
+	$(BIN)/python bench/ingest_acceptance.py
 
 bench: bench-ingest ## every benchmark
 

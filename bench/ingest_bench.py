@@ -28,7 +28,7 @@ from clickstream.settings import Settings, load_settings
 from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
 from ingest.generate import TrafficSpec, generate, publish
-from ingest.harness import DaemonProcess, batch_throughput
+from ingest.harness import DaemonProcess, batch_throughput, batches_in
 from ingest.model import Source
 from ingest.pipeline import Incoming, process
 from ingest.population import GeoSample
@@ -36,7 +36,7 @@ from ingest.topics import create_topics, delete_topics
 from ingest.validate import Limits
 from storage.admin import create_table
 from storage.connection import connect
-from storage.writer import HBaseWriter
+from storage.writer import HBaseWriter, Row
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -75,14 +75,14 @@ def bench_kafka_consume(settings: Settings, total: int) -> float:
     return total / (time.perf_counter() - (started or time.perf_counter()))
 
 
-def bench_pipeline_and_rows(settings: Settings, values: list[bytes]) -> tuple[float, list]:
+def bench_pipeline_and_rows(settings: Settings, values: list[bytes]) -> tuple[float, list[Row]]:
     """Events/s of validate + enrich + encode in-process; also returns the rows it built."""
     enricher = Enricher.from_settings(settings.ingest, geo_paths(settings))
     incoming = [Incoming(None, v, Source("bench", 0, i)) for i, v in enumerate(values)]
     now_ms = int(time.time() * 1000)
     limits = Limits.from_settings(settings.ingest)
     started = time.perf_counter()
-    rows: list = []
+    rows: list[Row] = []
     for i in range(0, len(incoming), 500):
         batch = process(
             incoming[i : i + 500], enricher, limits, settings.hbase.salt_buckets, now_ms
@@ -91,7 +91,7 @@ def bench_pipeline_and_rows(settings: Settings, values: list[bytes]) -> tuple[fl
     return len(values) / (time.perf_counter() - started), rows
 
 
-def bench_hbase_put(settings: Settings, rows: list, batch_size: int) -> float:
+def bench_hbase_put(settings: Settings, rows: list[Row], batch_size: int) -> float:
     """Events/s of happybase batched puts of pre-built rows into a fresh table."""
     writer = HBaseWriter(settings.hbase)
     started = time.perf_counter()
@@ -105,8 +105,7 @@ def bench_hbase_put(settings: Settings, rows: list, batch_size: int) -> float:
 def bench_daemon(settings: Settings, total: int) -> dict[str, float]:
     """One daemon process over the whole topic: events/s between its first and last batch."""
     daemon = DaemonProcess.start(settings, "bench", "--exit-when-idle", "3")
-    daemon.finish()
-    batches = daemon.batches()
+    batches = batches_in(daemon.finish())
     consumed = sum(b["messages"] for b in batches)
     if consumed != total:
         raise SystemExit(f"daemon consumed {consumed} of {total} messages")

@@ -82,15 +82,20 @@ class DaemonProcess:
             raise AssertionError(message) from None
         if self.process.returncode != 0:
             raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.log()[-3000:]}")
-        return self.log()
+        text = self.log()
+        self.log_path.unlink()  # kept only when something went wrong
+        return text
 
-    def batches(self) -> list[dict[str, Any]]:
-        """Its per-batch summary lines, parsed."""
-        return [
-            json.loads(line)
-            for line in self.log().splitlines()
-            if '"event": "ingest.batch"' in line
-        ]
+    def kill(self) -> None:
+        """SIGKILL it and reap it; its log file goes too."""
+        self.process.kill()
+        self.process.wait(10)
+        self.log_path.unlink(missing_ok=True)
+
+
+def batches_in(log: str) -> list[dict[str, Any]]:
+    """The per-batch summary lines of a daemon's log, parsed."""
+    return [json.loads(line) for line in log.splitlines() if '"event": "ingest.batch"' in line]
 
 
 def committed(settings: Settings) -> int:

@@ -135,16 +135,14 @@ def test_sigkill_at_three_instants_loses_and_duplicates_nothing(pipeline: Settin
     progress_at_kill = []
     for kill in range(3):
         running = daemon(pipeline, "k")
-        process = running.process
         # Kill at a random instant once this incarnation has committed something, while
         # messages remain: the kill lands between (or inside) batches, never after the end.
         floor = committed(pipeline)
         _wait_for(lambda floor=floor: committed(pipeline) > floor, 60)  # type: ignore[misc]
         time.sleep(rng.uniform(0.0, 0.3))
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
+        running.kill()
         progress_at_kill.append(committed(pipeline))
-        assert process.returncode == -signal.SIGKILL, f"kill {kill}"
+        assert running.process.returncode == -signal.SIGKILL, f"kill {kill}"
     assert progress_at_kill[-1] < total, "the run ended before the last kill"
     assert progress_at_kill == sorted(progress_at_kill)
     daemon(pipeline, "k", "--exit-when-idle", "4").finish()

@@ -1,0 +1,180 @@
+"""The ingest acceptance run at full scale, on the local stack (`make acceptance-ingest`).
+
+200,000 generated events (1 % malformed of 13 kinds, 2 % duplicate deliveries, bots, late and
+out-of-order events) go through one daemon that is SIGKILLed at three random instants and
+restarted each time, then meets a 30 s stop of the HBase Thrift server. At the end:
+HBase rows == distinct valid events, dead letters == malformed messages with their reasons,
+per (url, country, hour) clicks == the ground truth. Prints and saves a JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import secrets
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from clickstream.settings import Settings, load_settings
+from clickstream.stack.manager import Stack
+from hbase_schema import columns
+from ingest.daemon import geo_paths
+from ingest.dlq import read_dead_letters
+from ingest.generate import Traffic, TrafficSpec, generate, publish
+from ingest.harness import DaemonProcess, committed
+from ingest.population import GeoSample
+from ingest.topics import create_topics, delete_topics
+from storage.admin import create_table
+from storage.connection import connect
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HOUR_MS = 3_600_000
+
+
+def _wait(condition: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"timed out after {timeout}s")
+
+
+def check(settings: Settings, traffic: Traffic) -> dict[str, object]:
+    """Compare HBase and the dead-letter topic with the ground truth; the findings."""
+    connection = connect(settings.hbase)
+    try:
+        rows = dict(connection.table(settings.hbase.table).scan(batch_size=5000))
+    finally:
+        connection.close()
+    groups: Counter[tuple[str, str, int]] = Counter()
+    for cells in rows.values():
+        if cells[columns.IS_BOT] != b"1":
+            hour = int(cells[columns.TIMESTAMP_MS]) // HOUR_MS * HOUR_MS
+            groups[
+                (cells[columns.URL_NORMALIZED].decode(), cells[columns.COUNTRY].decode(), hour)
+            ] += 1
+    truth = {(g.url, g.country, g.hour_ms): g.clicks for g in traffic.truth.groups if g.clicks}
+    letters = read_dead_letters(settings.kafka)
+    expected = Counter(m.reason.value for m in traffic.messages if m.reason is not None)
+    got = Counter(letter.reason for letter in letters)
+    return {
+        "hbase_rows": len(rows),
+        "distinct_valid_events": traffic.truth.summary.valid_events,
+        "rows_equal_events": len(rows) == traffic.truth.summary.valid_events,
+        "dead_letters": len(letters),
+        "malformed_messages": sum(expected.values()),
+        "dead_letters_by_reason_equal": got == expected,
+        "dead_letter_kinds": len(got),
+        "groups_equal_truth": dict(groups) == truth,
+        "groups": len(truth),
+    }
+
+
+def run_scenario(
+    settings: Settings, stack: Stack, total: int, rng: random.Random, outage_s: float
+) -> dict[str, object]:
+    """Three SIGKILLs at random instants mid-stream, then a Thrift outage; the figures."""
+    started = time.monotonic()
+    kills = []
+    # Three random instants spread over the first two thirds of the run (the outage follows).
+    for target in sorted(rng.uniform(0.05, 0.65) for _ in range(3)):
+        daemon = DaemonProcess.start(settings, "accept")
+        _wait(lambda target=target: committed(settings) >= target * total, 600)
+        time.sleep(rng.uniform(0.0, 0.5))  # anywhere inside a batch or between two
+        daemon.kill()
+        kills.append(committed(settings))
+        print(f"SIGKILL at {kills[-1]}/{total} committed", flush=True)
+
+    daemon = DaemonProcess.start(settings, "accept", "--exit-when-idle", "10")
+    floor = committed(settings)
+    _wait(lambda: committed(settings) > floor, 120)
+    print(
+        f"stopping the Thrift server for {outage_s:.0f}s at "
+        f"{committed(settings)}/{total} committed",
+        flush=True,
+    )
+    stack.stop_server("thrift")
+    time.sleep(outage_s)
+    alive_through_outage = daemon.process.poll() is None
+    stack.up()
+    daemon.finish(timeout=900)
+    return {
+        "messages": total,
+        "kills_at_committed": kills,
+        "outage_s": outage_s,
+        "daemon_alive_through_outage": alive_through_outage,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+
+
+def main() -> None:
+    """Run the scenario once; exit non-zero if any check fails."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--outage-s", type=float, default=30)
+    parser.add_argument("--seed", type=int, default=2026)
+    args = parser.parse_args()
+
+    base = load_settings()
+    name = f"accept_{secrets.token_hex(3)}"
+    settings = base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(
+                update={"clicks_topic": f"{name}.clicks", "dlq_topic": f"{name}.dlq"}
+            ),
+            "hbase": base.hbase.model_copy(update={"table": name}),
+        }
+    )
+    stack = Stack(base, progress=lambda line: print(f"  [stack] {line}", flush=True))
+    create_topics(settings.kafka)
+    create_table(settings, progress=lambda _: None)
+    rng = random.Random(args.seed)
+    report: dict[str, object] = {"when": datetime.now(UTC).isoformat(timespec="seconds")}
+    try:
+        start = int(time.time() * 1000) - 6 * HOUR_MS
+        geo = GeoSample.from_mmdb(geo_paths(base), seed=args.seed)
+        traffic = generate(
+            TrafficSpec(start_ms=start, events=args.events, hours=6), seed=args.seed, geo=geo
+        )
+        total = len(traffic.messages)
+        print(
+            f"publishing {total} messages ({traffic.truth.summary.duplicates} duplicates, "
+            f"{sum(traffic.truth.summary.malformed.values())} malformed) ...",
+            flush=True,
+        )
+        publish(traffic, settings.kafka, settings.kafka.clicks_topic, progress=lambda _: None)
+
+        report.update(run_scenario(settings, stack, total, rng, args.outage_s))
+        report.update(check(settings, traffic))
+    finally:
+        stack.up()
+        delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
+        connection = connect(settings.hbase)
+        connection.delete_table(settings.hbase.table, disable=True)
+        connection.close()
+
+    print(json.dumps(report, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"ingest-acceptance-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"saved {out}")
+    ok = all(
+        report[k]
+        for k in (
+            "rows_equal_events",
+            "dead_letters_by_reason_equal",
+            "groups_equal_truth",
+            "daemon_alive_through_outage",
+        )
+    )
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
