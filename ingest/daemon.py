@@ -77,6 +77,11 @@ def build_loop(
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
+            # A transaction spans only the dead letters and the offsets of one batch (HBase is
+            # written before it begins), so it is short. A crashed instance's open transaction
+            # blocks read_committed offset fetches of its partitions until it times out: keep
+            # that short too (the default is 60 s).
+            "transaction.timeout.ms": 10_000,
         }
     )
     enricher = Enricher.from_settings(ingest, geo_paths(settings))

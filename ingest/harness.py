@@ -104,7 +104,9 @@ def committed(settings: Settings) -> int:
     consumer = Consumer({**settings.kafka.client_config(), "group.id": group_of(settings)})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        offsets = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        # After a crash, a transaction left open keeps the offsets "unstable" (unreadable)
+        # until it is fenced or times out (transaction.timeout.ms, 10 s): wait past that.
+        offsets = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
     finally:
         consumer.close()
     return sum(max(tp.offset, 0) for tp in offsets)

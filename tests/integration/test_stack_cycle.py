@@ -32,6 +32,8 @@ def test_up_up_down_up(stack: Stack) -> None:
 
     host, port = stack.settings.kafka.first_broker
     with socket.socket() as squatter:
+        # SO_REUSEADDR: connections of the stopped broker may linger in TIME_WAIT on the port.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind((host, port))
         squatter.listen()
         with pytest.raises(StackError, match=rf"{port}.*kafka\.bootstrap_servers"):
