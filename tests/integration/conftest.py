@@ -16,6 +16,11 @@ import pytest
 
 from clickstream.settings import Settings, load_settings
 from clickstream.stack.manager import Stack
+from ingest.harness import DaemonProcess
+from ingest.topics import create_topics, delete_topics
+from storage.admin import create_table
+from storage.connection import connect
+from tests.integration.helpers import GEO_DB, Spawn
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +61,41 @@ def settings(stack: Stack, unique: str) -> Settings:
             "elasticsearch": base.elasticsearch.model_copy(update={"index_prefix": unique}),
         }
     )
+
+
+@pytest.fixture
+def pipeline(settings: Settings) -> Iterator[Settings]:
+    """The test's topics and pre-split table, removed afterwards."""
+    create_topics(settings.kafka)
+    create_table(settings, progress=lambda _: None)
+    yield settings
+    delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
+    connection = connect(settings.hbase)
+    try:
+        connection.delete_table(settings.hbase.table, disable=True)
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def spawn(pipeline: Settings) -> Iterator[Spawn]:
+    """Starts `clickstream ingest` on the test's topics and table (geo from the test DB); any
+    daemon still running when the test ends, even a failed one, is killed."""
+    started: list[DaemonProcess] = []
+
+    def start(instance: str, *args: str, **env: str) -> DaemonProcess:
+        daemon = DaemonProcess.start(
+            pipeline,
+            instance,
+            *args,
+            CLICKSTREAM_INGEST__GEOIP_DATABASE=str(GEO_DB),
+            CLICKSTREAM_INGEST__BACKOFF_MAX_MS="2000",
+            **env,
+        )
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.kill()

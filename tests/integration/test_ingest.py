@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,71 +24,14 @@ from clickstream.settings import Settings
 from clickstream.stack.manager import Stack
 from hbase_schema import columns
 from ingest.dlq import read_dead_letters
-from ingest.generate import Traffic, TrafficSpec, generate, publish
-from ingest.harness import DaemonProcess, committed
-from ingest.population import GeoSample
-from ingest.topics import create_topics, delete_topics
-from storage.admin import create_table
+from ingest.generate import Traffic, publish
+from ingest.harness import committed
 from storage.connection import connect
+from tests.integration.helpers import Spawn, make_traffic
 
 pytestmark = pytest.mark.integration
 
-GEO_DB = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "testdata"
-    / "geoip"
-    / ("GeoIP2-City-Test.mmdb")
-)
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture
-def pipeline(settings: Settings) -> Iterator[Settings]:
-    """The test's topics and pre-split table, removed afterwards."""
-    create_topics(settings.kafka)
-    create_table(settings, progress=lambda _: None)
-    yield settings
-    delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
-    connection = connect(settings.hbase)
-    try:
-        connection.delete_table(settings.hbase.table, disable=True)
-    finally:
-        connection.close()
-
-
-def make_traffic(events: int, seed: int) -> Traffic:
-    """Six hours of generated traffic ending two hours ago, IPs from the MaxMind test DB."""
-    start = (int(time.time() * 1000) // HOUR_MS - 8) * HOUR_MS
-    geo = GeoSample.from_mmdb([GEO_DB], seed=seed)
-    return generate(TrafficSpec(start_ms=start, events=events, hours=6), seed=seed, geo=geo)
-
-
-Spawn = Callable[..., DaemonProcess]
-
-
-@pytest.fixture
-def spawn(pipeline: Settings) -> Iterator[Spawn]:
-    """Starts `clickstream ingest` on the test's topics and table (geo from the test DB); any
-    daemon still running when the test ends, even a failed one, is killed."""
-    started: list[DaemonProcess] = []
-
-    def start(instance: str, *args: str, **env: str) -> DaemonProcess:
-        daemon = DaemonProcess.start(
-            pipeline,
-            instance,
-            *args,
-            CLICKSTREAM_INGEST__GEOIP_DATABASE=str(GEO_DB),
-            CLICKSTREAM_INGEST__BACKOFF_MAX_MS="2000",
-            **env,
-        )
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.kill()
 
 
 def stored_rows(settings: Settings) -> dict[bytes, dict[bytes, bytes]]:

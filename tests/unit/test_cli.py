@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     ["ingest"],
     ["generate"],
     ["import-log"],
+    ["batch"],
     ["inspect"],
 ]
 

@@ -1,0 +1,141 @@
+"""The batch job: for hour-aligned ``[from, to)``, read HBase, build the views, index, advance.
+
+Runs in-process (``clickstream batch``, Spark local mode) or under ``spark-submit``
+(``processing/main.py``, see deploy/spark/). A long range is processed in chunks, with progress,
+and the watermark moves after each chunk is indexed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from pyspark.sql import SparkSession
+
+from clickstream.errors import ConfigError
+from clickstream.settings import Settings
+from indexing.client import connect
+from indexing.templates import ViewNames
+from processing.aggregate import HOUR_MS, batch_views
+from processing.reader import read_clicks
+from processing.state import advance_watermark, read_watermark, state_index
+from processing.writer import write_views
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one run did."""
+
+    t0_ms: int
+    t1_ms: int
+    views: int
+    seconds: float
+
+
+def spark_session(settings: Settings, app: str = "clickstream-batch") -> SparkSession:
+    """A session from settings (under spark-submit, the submitted master and confs win)."""
+    builder = SparkSession.builder.appName(app).master(settings.spark.master)
+    if settings.spark.master.startswith("local"):
+        # Python workers must be this interpreter (the venv with the project's dependencies),
+        # not whatever `python3` is on PATH. On a cluster the spark-submit recipe ships them.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
+    spark = (
+        builder.config("spark.driver.memory", settings.spark.driver_memory)
+        .config("spark.executor.memory", settings.spark.executor_memory)
+        .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def default_range(settings: Settings, now_ms: int) -> tuple[int, int]:
+    """Since the watermark, up to the last hour whose sessions can no longer change."""
+    client = connect(settings.elasticsearch)
+    try:
+        watermark = read_watermark(client, settings.elasticsearch.index_prefix)
+    finally:
+        client.close()
+    timeout_ms = settings.ingest.session_timeout_s * 1000
+    to_ms = (now_ms - timeout_ms) // HOUR_MS * HOUR_MS
+    if watermark.completed_until_ms is None:
+        raise ConfigError("no batch has run yet: give the first range with --from/--to")
+    return watermark.completed_until_ms, max(to_ms, watermark.completed_until_ms)
+
+
+def check_range(t0_ms: int, t1_ms: int) -> None:
+    """Ranges are whole UTC hours, non-empty."""
+    if t0_ms % HOUR_MS or t1_ms % HOUR_MS:
+        raise ConfigError("--from and --to must be whole UTC hours (e.g. 2026-11-22T10:00Z)")
+    if t1_ms <= t0_ms:
+        raise ConfigError(f"empty range: --to must be after --from ({t0_ms} >= {t1_ms})")
+
+
+def run_batch(
+    spark: SparkSession,
+    settings: Settings,
+    t0_ms: int,
+    t1_ms: int,
+    *,
+    progress: Progress = print,
+    chunk_hours: int = 24,
+) -> BatchResult:
+    """Build and index the views of ``[t0, t1)`` chunk by chunk; advance the watermark."""
+    check_range(t0_ms, t1_ms)
+    started = time.monotonic()
+    es = settings.elasticsearch
+    index = ViewNames(es.index_prefix).batch_index
+    timeout_ms = settings.ingest.session_timeout_s * 1000
+    client = connect(es)
+    try:
+        client.options(ignore_status=400).indices.create(
+            index=state_index(es.index_prefix),
+            settings={"number_of_shards": 1, "number_of_replicas": es.replicas},
+        )
+        views_total = 0
+        chunks = list(range(t0_ms, t1_ms, chunk_hours * HOUR_MS))
+        for number, c0 in enumerate(chunks, 1):
+            c1 = min(c0 + chunk_hours * HOUR_MS, t1_ms)
+            # Read one session timeout past the chunk: time spent near its end is known.
+            clicks = read_clicks(
+                spark,
+                settings.hbase,
+                c0,
+                c1 + timeout_ms,
+                slice_ms=settings.batch.time_slice_hours * HOUR_MS,
+                caching=settings.batch.scan_caching,
+            )
+            views = batch_views(clicks, c0, c1, timeout_ms, settings.batch.hll_lg_k).cache()
+            write_views(views, es, index)
+            count = views.count()
+            views.unpersist()
+            views_total += count
+            advance_watermark(client, es.index_prefix, c0, c1)
+            progress(f"chunk {number}/{len(chunks)}: [{_iso(c0)}, {_iso(c1)}) -> {count} views")
+        client.indices.refresh(index=index)
+    finally:
+        client.close()
+    result = BatchResult(t0_ms, t1_ms, views_total, time.monotonic() - started)
+    log.info(
+        "batch.done",
+        t0=_iso(t0_ms),
+        t1=_iso(t1_ms),
+        views=views_total,
+        seconds=round(result.seconds, 1),
+    )
+    return result
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(ms / 1000))
