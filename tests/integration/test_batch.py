@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import datasketches
@@ -22,6 +26,9 @@ from processing.writer import view_id
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SUBMIT = ROOT / "deploy" / "spark" / "submit.sh"
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +101,40 @@ def test_batch_views_equal_the_ground_truth_and_rerun_replaces(
     second = run_batch(spark, pipeline, t0, t1, progress=lambda _: None)
     assert second.views == first.views
     assert batch_documents(views, pipeline) == docs
+
+
+def test_spark_submit_recipe_runs_the_job(
+    pipeline: Settings, spawn: Spawn, views: Elasticsearch
+) -> None:
+    """deploy/spark/submit.sh (spark-submit, --py-files zip, local[2]) writes the same views."""
+    traffic = make_traffic(events=1500, seed=22, hours=2)
+    publish(traffic, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+    spawn("s", "--exit-when-idle", "3").finish()
+
+    t0 = traffic_start_ms()
+    env = {
+        **os.environ,
+        "CLICKSTREAM_HBASE__TABLE": pipeline.hbase.table,
+        "CLICKSTREAM_ELASTICSEARCH__INDEX_PREFIX": pipeline.elasticsearch.index_prefix,
+    }
+    result = subprocess.run(
+        [str(SUBMIT), "--from", _iso(t0), "--to", _iso(t0 + 2 * HOUR_MS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert (ROOT / "build" / "spark" / "clickstream.zip").is_file()
+    docs = batch_documents(views, pipeline)
+    truth = {view_id(g.url, g.country, g.hour_ms): g for g in traffic.truth.groups}
+    assert set(docs) == set(truth)
+    assert sum(d["clicks"] for d in docs.values()) == traffic.truth.summary.clicks
+    assert read_watermark(views, pipeline.elasticsearch.index_prefix).completed_until_ms == (
+        t0 + 2 * HOUR_MS
+    )
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
