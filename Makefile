@@ -69,6 +69,8 @@ run: schema ## the pipeline end to end on the local stack
 	@mkdir -p .run
 	$(CLICKSTREAM) generate --events $(RUN_EVENTS) --hours 6 --truth .run/truth.json
 	$(CLICKSTREAM) ingest --exit-when-idle 5 --instance make-run
+	$(CLICKSTREAM) batch --from $$(date -u -d '-7 hours' +%Y-%m-%dT%H:00Z) \
+	  --to $$(date -u -d '+1 hour' +%Y-%m-%dT%H:00Z)
 	$(CLICKSTREAM) inspect --hours 7
 
 bench-ingest: up ## ingest throughput beside its raw ceilings (prints, saves bench/results/)

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from elasticsearch import Elasticsearch
+
 from clickstream.settings import Settings
 from hbase_schema import columns
+from indexing.client import connect as es_connect
+from indexing.templates import ViewNames
 from ingest.dlq import count_dead_letters
 from storage.scan import scan_time_range
 
@@ -20,6 +24,8 @@ class Landed:
     by_country: Counter[str]
     by_url: Counter[str]
     dead_letters: Counter[str]
+    #: (url, country) -> clicks in the batch views of the range, top first.
+    batch_top: list[tuple[str, str, int]]
 
 
 def inspect(settings: Settings, t0_ms: int, t1_ms: int) -> Landed:
@@ -37,7 +43,51 @@ def inspect(settings: Settings, t0_ms: int, t1_ms: int) -> Landed:
             continue
         by_country[cells.get(columns.COUNTRY, b"?").decode()] += 1
         by_url[cells.get(columns.URL_NORMALIZED, b"?").decode()] += 1
-    return Landed(rows, bots, by_country, by_url, count_dead_letters(settings.kafka))
+    client = es_connect(settings.elasticsearch)
+    try:
+        top = batch_top(
+            client, ViewNames(settings.elasticsearch.index_prefix).batch_index, t0_ms, t1_ms
+        )
+    finally:
+        client.close()
+    return Landed(rows, bots, by_country, by_url, count_dead_letters(settings.kafka), top)
+
+
+def batch_top(
+    client: Elasticsearch, index: str, t0_ms: int, t1_ms: int, top: int = 10
+) -> list[tuple[str, str, int]]:
+    """Clicks per (url, country) summed over the batch views in range, highest first."""
+    if not client.indices.exists(index=index):
+        return []
+    totals: Counter[tuple[str, str]] = Counter()
+    after = None
+    while True:
+        composite: dict[str, object] = {
+            "size": 1000,
+            "sources": [
+                {"url": {"terms": {"field": "url"}}},
+                {"country": {"terms": {"field": "country"}}},
+            ],
+        }
+        if after is not None:
+            composite["after"] = after
+        result = client.search(
+            index=index,
+            size=0,
+            query={"range": {"start": {"gte": t0_ms, "lt": t1_ms}}},
+            aggs={
+                "groups": {"composite": composite, "aggs": {"clicks": {"sum": {"field": "clicks"}}}}
+            },
+        )
+        groups = result["aggregations"]["groups"]
+        for bucket in groups["buckets"]:
+            totals[(bucket["key"]["url"], bucket["key"]["country"])] += int(
+                bucket["clicks"]["value"]
+            )
+        after = groups.get("after_key")
+        if after is None or not groups["buckets"]:
+            break
+    return [(url, country, n) for (url, country), n in totals.most_common(top)]
 
 
 def render(landed: Landed, table: str, dlq_topic: str, top: int = 5) -> str:
@@ -49,4 +99,9 @@ def render(landed: Landed, table: str, dlq_topic: str, top: int = 5) -> str:
     total = sum(landed.dead_letters.values())
     lines.append(f"dead letters in {dlq_topic}: {total}")
     lines += [f"  {n:>8}  {reason}" for reason, n in sorted(landed.dead_letters.items())]
+    if landed.batch_top:
+        lines.append("batch views in Elasticsearch, top URL x country by clicks:")
+        lines += [f"  {n:>8}  {country}  {url}" for url, country, n in landed.batch_top]
+    else:
+        lines.append("batch views in Elasticsearch: none in range yet (run `clickstream batch`)")
     return "\n".join(lines)
