@@ -27,7 +27,7 @@ from ingest.generate import Traffic, TrafficSpec, generate, publish
 from ingest.harness import DaemonProcess, committed
 from ingest.population import GeoSample
 from ingest.topics import create_topics, delete_topics
-from storage.admin import create_table
+from storage.admin import create_table, drop_tables
 from storage.connection import connect
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -156,9 +156,7 @@ def main() -> None:
     finally:
         stack.up()
         delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
-        connection = connect(settings.hbase)
-        connection.delete_table(settings.hbase.table, disable=True)
-        connection.close()
+        drop_tables(settings)
 
     print(json.dumps(report, indent=2))
     RESULTS.mkdir(exist_ok=True)

@@ -34,8 +34,7 @@ from ingest.pipeline import Incoming, process
 from ingest.population import GeoSample
 from ingest.topics import create_topics, delete_topics
 from ingest.validate import Limits
-from storage.admin import create_table
-from storage.connection import connect
+from storage.admin import create_table, drop_tables
 from storage.writer import HBaseWriter, Row
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -159,10 +158,8 @@ def main() -> None:
         figures["daemon"] = daemon["events_per_s"]
     finally:
         delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
-        connection = connect(settings.hbase)
-        for table in (settings.hbase.table, put_settings.hbase.table):
-            connection.delete_table(table, disable=True)
-        connection.close()
+        drop_tables(settings)
+        drop_tables(put_settings)
 
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -49,6 +49,10 @@ class LoopConfig:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 30.0
     exit_when_idle_s: float | None = None
+    session_timeout_ms: int = 1_800_000
+    #: Table of the late-event ledger, and what says which hours the batch may have done.
+    late_table: str | None = None
+    late_cutoff: Callable[[], int | None] | None = None
 
 
 class IngestLoop:
@@ -171,12 +175,21 @@ class IngestLoop:
 
     def _process(self, incoming: list[Incoming]) -> ProcessedBatch:
         now_ms = int(self._clock() * 1000)
+        cutoff = self.config.late_cutoff() if self.config.late_cutoff else None
         return process(
-            incoming, self._enricher, self.config.limits, self.config.salt_buckets, now_ms
+            incoming,
+            self._enricher,
+            self.config.limits,
+            self.config.salt_buckets,
+            now_ms,
+            late_before_ms=cutoff,
+            session_timeout_ms=self.config.session_timeout_ms,
         )
 
     def _write_and_commit(self, batch: ProcessedBatch) -> None:
         self._writer.write(list(batch.rows.items()))
+        if batch.late and self.config.late_table:
+            self._writer.write(list(batch.late.items()), self.config.late_table)
         self._commit_transaction(batch)
 
     def _commit_transaction(self, batch: ProcessedBatch) -> None:

@@ -20,8 +20,10 @@ from clickstream.errors import ConfigError
 from clickstream.settings import Settings, env_var
 from clickstream.stack.fetch import GEO_VERSION
 from clickstream.stack.servers import Layout
+from hbase_schema.late import late_table
 from ingest.consumer import IngestLoop, LoopConfig
 from ingest.enrich import Enricher
+from ingest.late import LateCutoff
 from ingest.metrics import IngestMetrics, serve
 from ingest.systemd import Notifier
 from ingest.validate import Limits
@@ -94,6 +96,9 @@ def build_loop(
         backoff_initial_s=ingest.backoff_initial_ms / 1000,
         backoff_max_s=ingest.backoff_max_ms / 1000,
         exit_when_idle_s=exit_when_idle_s,
+        session_timeout_ms=ingest.session_timeout_s * 1000,
+        late_table=late_table(settings.hbase.table),
+        late_cutoff=LateCutoff(settings.elasticsearch, ingest.session_timeout_s * 1000),
     )
     return IngestLoop(
         config,

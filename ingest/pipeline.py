@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hbase_schema.late import LATE_COLUMN, late_keys
 from hbase_schema.rows import to_row
 from ingest.dlq import DeadLetter, dead_letter
 from ingest.model import ClickEvent, EnrichedClick, Reason, Rejection, Source
@@ -41,6 +42,8 @@ class ProcessedBatch:
     """What one batch produces: rows to put, records to dead-letter, offsets to commit."""
 
     rows: dict[bytes, dict[bytes, bytes]] = field(default_factory=dict)
+    #: Ledger rows of events for hours the batch layer may already have processed.
+    late: dict[bytes, dict[bytes, bytes]] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     clicks: list[EnrichedClick] = field(default_factory=list)
     #: (topic, partition) -> the next offset to consume, i.e. last processed + 1.
@@ -55,8 +58,14 @@ def process(
     limits: Limits,
     buckets: int,
     now_ms: int,
+    *,
+    late_before_ms: int | None = None,
+    session_timeout_ms: int = 1_800_000,
 ) -> ProcessedBatch:
-    """Validate, enrich and encode every message; bad ones become dead-letter records."""
+    """Validate, enrich and encode every message; bad ones become dead-letter records.
+
+    An event touching an hour before ``late_before_ms`` is also put in the late ledger.
+    """
     batch = ProcessedBatch()
     for message in messages:
         source = message.source
@@ -74,6 +83,11 @@ def process(
                 # A duplicate inside one batch maps to the same key: one put is enough.
                 batch.rows[key] = cells
                 batch.clicks.append(click)
+                ts = click.event.timestamp_ms
+                if late_before_ms is not None and ts - session_timeout_ms < late_before_ms:
+                    for late_key in late_keys(key, ts, session_timeout_ms):
+                        if int.from_bytes(late_key[:8], "big") < late_before_ms:
+                            batch.late[late_key] = {LATE_COLUMN: b""}
                 continue
         batch.rejected[parsed.reason.value] += 1
         batch.dead_letters.append(dead_letter(message.key, message.value, parsed, source, now_ms))

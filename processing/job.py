@@ -18,12 +18,14 @@ from pyspark.sql import SparkSession
 
 from clickstream.errors import ConfigError
 from clickstream.settings import Settings
+from hbase_schema.late import hour_of
 from indexing.client import connect
+from indexing.state import advance_watermark, read_watermark, state_index
 from indexing.templates import ViewNames
 from processing.aggregate import HOUR_MS, batch_views
 from processing.reader import read_clicks
-from processing.state import advance_watermark, read_watermark, state_index
 from processing.writer import write_views
+from storage import late as late_ledger
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +40,7 @@ class BatchResult:
     t1_ms: int
     views: int
     seconds: float
+    late_hours: int = 0
 
 
 def spark_session(settings: Settings, app: str = "clickstream-batch") -> SparkSession:
@@ -91,12 +94,14 @@ def run_batch(
     progress: Progress = print,
     chunk_hours: int = 24,
 ) -> BatchResult:
-    """Build and index the views of ``[t0, t1)`` chunk by chunk; advance the watermark."""
+    """Build and index the views of ``[t0, t1)`` chunk by chunk, advancing the watermark;
+    then recompute the earlier hours that late events touched (the late ledger)."""
     check_range(t0_ms, t1_ms)
     started = time.monotonic()
     es = settings.elasticsearch
-    index = ViewNames(es.index_prefix).batch_index
-    timeout_ms = settings.ingest.session_timeout_s * 1000
+    # Snapshot the ledger before reading HBase: a late event that lands while the job reads
+    # keeps its key and is recomputed by the next run.
+    ledger = late_ledger.snapshot(settings.hbase)
     client = connect(es)
     try:
         client.options(ignore_status=400).indices.create(
@@ -104,37 +109,67 @@ def run_batch(
             settings={"number_of_shards": 1, "number_of_replicas": es.replicas},
         )
         views_total = 0
+        watermark: int | None = None
         chunks = list(range(t0_ms, t1_ms, chunk_hours * HOUR_MS))
         for number, c0 in enumerate(chunks, 1):
             c1 = min(c0 + chunk_hours * HOUR_MS, t1_ms)
-            # Read one session timeout past the chunk: time spent near its end is known.
-            clicks = read_clicks(
-                spark,
-                settings.hbase,
-                c0,
-                c1 + timeout_ms,
-                slice_ms=settings.batch.time_slice_hours * HOUR_MS,
-                caching=settings.batch.scan_caching,
-            )
-            views = batch_views(clicks, c0, c1, timeout_ms, settings.batch.hll_lg_k).cache()
-            write_views(views, es, index)
-            count = views.count()
-            views.unpersist()
+            count = _build_and_write(spark, settings, c0, c1)
             views_total += count
-            advance_watermark(client, es.index_prefix, c0, c1)
+            watermark = advance_watermark(client, es.index_prefix, c0, c1).completed_until_ms
             progress(f"chunk {number}/{len(chunks)}: [{_iso(c0)}, {_iso(c1)}) -> {count} views")
-        client.indices.refresh(index=index)
+        done = [key for key in ledger if hour_of(key) < (watermark or t1_ms)]
+        late_hours = sorted({hour_of(key) for key in done} - set(range(t0_ms, t1_ms, HOUR_MS)))
+        for r0, r1 in _runs(late_hours):
+            count = _build_and_write(spark, settings, r0, r1)
+            views_total += count
+            progress(f"late events: recomputed [{_iso(r0)}, {_iso(r1)}) -> {count} views")
+        late_ledger.clear(settings.hbase, done)
+        client.indices.refresh(index=ViewNames(es.index_prefix).batch_index)
     finally:
         client.close()
-    result = BatchResult(t0_ms, t1_ms, views_total, time.monotonic() - started)
+    result = BatchResult(t0_ms, t1_ms, views_total, time.monotonic() - started, len(late_hours))
     log.info(
         "batch.done",
         t0=_iso(t0_ms),
         t1=_iso(t1_ms),
         views=views_total,
+        late_hours=len(late_hours),
+        late_keys_cleared=len(done),
         seconds=round(result.seconds, 1),
     )
     return result
+
+
+def _build_and_write(spark: SparkSession, settings: Settings, t0_ms: int, t1_ms: int) -> int:
+    """Views of ``[t0, t1)`` built and indexed; how many."""
+    timeout_ms = settings.ingest.session_timeout_s * 1000
+    # Read one session timeout past the range: time spent near its end is known.
+    clicks = read_clicks(
+        spark,
+        settings.hbase,
+        t0_ms,
+        t1_ms + timeout_ms,
+        slice_ms=settings.batch.time_slice_hours * HOUR_MS,
+        caching=settings.batch.scan_caching,
+    )
+    views = batch_views(clicks, t0_ms, t1_ms, timeout_ms, settings.batch.hll_lg_k).cache()
+    write_views(
+        views, settings.elasticsearch, ViewNames(settings.elasticsearch.index_prefix).batch_index
+    )
+    count = views.count()
+    views.unpersist()
+    return count
+
+
+def _runs(hours: list[int]) -> list[tuple[int, int]]:
+    """Consecutive hours merged into ``[start, end)`` ranges."""
+    runs: list[tuple[int, int]] = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour:
+            runs[-1] = (runs[-1][0], hour + HOUR_MS)
+        else:
+            runs.append((hour, hour + HOUR_MS))
+    return runs
 
 
 def _iso(ms: int) -> str:

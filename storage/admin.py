@@ -18,6 +18,9 @@ from clickstream.settings import Settings
 from clickstream.stack.fetch import Progress
 from clickstream.stack.servers import HBASE_JDK17_FLAGS, Layout, hbase_classpath, hbase_java
 from hbase_schema import FAMILIES
+from hbase_schema.late import late_table
+from storage.connection import connect
+from storage.late import ensure_late_table
 
 PROGRAM = Path(__file__).resolve().parent / "java" / "CreateSaltedTable.java"
 FAMILY_MISMATCH = 3
@@ -79,8 +82,9 @@ def _run(settings: Settings, args: list[str], progress: Progress) -> dict[str, A
 
 
 def create_table(settings: Settings, progress: Progress = print) -> dict[str, Any]:
-    """Create the table pre-split at the salt buckets if absent; SchemaError if it differs."""
-    return _run(
+    """Create the table pre-split at the salt buckets if absent, and its late-event ledger;
+    SchemaError if the table exists with other families."""
+    report = _run(
         settings,
         [
             "--families",
@@ -94,6 +98,23 @@ def create_table(settings: Settings, progress: Progress = print) -> dict[str, An
         ],
         progress,
     )
+    report["late_table"] = {
+        "name": late_table(settings.hbase.table),
+        "created": ensure_late_table(settings.hbase),
+    }
+    return report
+
+
+def drop_tables(settings: Settings) -> None:
+    """Drop the table and its ledger if they exist (tests and benchmarks clean up with this)."""
+    connection = connect(settings.hbase)
+    try:
+        existing = set(connection.tables())
+        for name in (settings.hbase.table, late_table(settings.hbase.table)):
+            if name.encode() in existing:
+                connection.delete_table(name, disable=True)
+    finally:
+        connection.close()
 
 
 def describe_table(settings: Settings, progress: Progress = print) -> dict[str, Any]:

@@ -28,14 +28,15 @@ class HBaseWriter:
         self._settings = settings
         self._connection: happybase.Connection | None = None
 
-    def write(self, rows: Sequence[Row]) -> None:
-        """Put every row (sent ``batch_size`` at a time); RetriableError if any send failed."""
+    def write(self, rows: Sequence[Row], table_name: str | None = None) -> None:
+        """Put every row into ``table_name`` (default: the master dataset), ``batch_size`` at
+        a time; RetriableError if any send failed."""
         if not rows:
             return
         try:
             if self._connection is None:
                 self._connection = connect(self._settings)
-            table = self._connection.table(self._settings.table)
+            table = self._connection.table(table_name or self._settings.table)
             with table.batch(batch_size=self._settings.batch_size) as batch:
                 for key, cells in rows:
                     batch.put(key, cells)

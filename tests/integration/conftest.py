@@ -18,8 +18,7 @@ from clickstream.settings import Settings, load_settings
 from clickstream.stack.manager import Stack
 from ingest.harness import DaemonProcess
 from ingest.topics import create_topics, delete_topics
-from storage.admin import create_table
-from storage.connection import connect
+from storage.admin import create_table, drop_tables
 from tests.integration.helpers import GEO_DB, Spawn
 
 
@@ -70,11 +69,7 @@ def pipeline(settings: Settings) -> Iterator[Settings]:
     create_table(settings, progress=lambda _: None)
     yield settings
     delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
-    connection = connect(settings.hbase)
-    try:
-        connection.delete_table(settings.hbase.table, disable=True)
-    finally:
-        connection.close()
+    drop_tables(settings)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,13 +17,15 @@ from elasticsearch import Elasticsearch
 from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings
+from hbase_schema.late import hour_of
 from indexing.client import connect as es_connect
+from indexing.state import read_watermark, state_index
 from indexing.templates import ViewNames, create_templates, delete_templates
-from ingest.generate import publish
+from ingest.generate import Traffic, publish
 from processing.aggregate import HOUR_MS
-from processing.job import run_batch, spark_session
-from processing.state import read_watermark, state_index
+from processing.job import default_range, run_batch, spark_session
 from processing.writer import view_id
+from storage import late as late_ledger
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms
 
 pytestmark = pytest.mark.integration
@@ -138,3 +141,53 @@ def test_spark_submit_recipe_runs_the_job(
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+def test_late_events_are_recomputed_by_the_next_scheduled_run(
+    pipeline: Settings, spawn: Spawn, views: Elasticsearch, spark: SparkSession
+) -> None:
+    """Events arriving after their hours were processed are tracked at ingest (the ledger) and
+    the next run without a range recomputes those hours: the views equal the full truth."""
+    traffic = make_traffic(events=3000, seed=23, hours=4)
+    valid = [i for i, m in enumerate(traffic.messages) if m.kind == "valid"]
+    held = set(valid[len(valid) // 3 : len(valid) // 3 + 150])
+    on_time = Traffic([m for i, m in enumerate(traffic.messages) if i not in held], traffic.truth)
+    late = Traffic([traffic.messages[i] for i in sorted(held)], traffic.truth)
+
+    publish(on_time, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+    spawn("l", "--exit-when-idle", "3").finish()
+    t0 = traffic_start_ms()
+    run_batch(spark, pipeline, t0, t0 + 4 * HOUR_MS, progress=lambda _: None)
+    before = batch_documents(views, pipeline)
+    assert sum(d["clicks"] for d in before.values()) < traffic.truth.summary.clicks
+
+    publish(late, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+    spawn("l", "--exit-when-idle", "3").finish()
+    waiting = late_ledger.snapshot(pipeline.hbase)
+    assert len(waiting) >= len(held)  # one key per late event and hour it touches
+    assert {hour_of(k) for k in waiting} <= set(range(t0 - HOUR_MS, t0 + 4 * HOUR_MS, HOUR_MS))
+
+    since, until = default_range(pipeline, int(time.time() * 1000))
+    assert since == t0 + 4 * HOUR_MS
+    result = run_batch(spark, pipeline, since, until, progress=lambda _: None)
+    assert result.late_hours >= 1
+
+    docs = batch_documents(views, pipeline)
+    truth = {view_id(g.url, g.country, g.hour_ms): g for g in traffic.truth.groups}
+    assert set(docs) == set(truth)
+    for doc_id, group in truth.items():
+        doc = docs[doc_id]
+        assert (
+            doc["clicks"],
+            doc["unique_users"],
+            doc["time_spent_sum_ms"],
+            doc["time_spent_count"],
+            doc["bot_clicks"],
+        ) == (
+            group.clicks,
+            group.unique_users,
+            group.time_spent_sum_ms,
+            group.time_spent_count,
+            group.bot_clicks,
+        ), doc
+    assert late_ledger.snapshot(pipeline.hbase) == []

@@ -9,7 +9,7 @@ import pytest
 from clickstream.errors import SchemaError
 from clickstream.settings import Settings
 from hbase_schema import FAMILIES, columns, encode_row_key, salt_of, scan_ranges
-from storage.admin import create_table, describe_table
+from storage.admin import create_table, describe_table, drop_tables
 from storage.connection import connect
 
 pytestmark = pytest.mark.integration
@@ -20,12 +20,7 @@ def table(settings: Settings) -> Iterator[Settings]:
     """The test's master dataset table, created pre-split and dropped afterwards."""
     create_table(settings, progress=lambda _: None)
     yield settings
-    connection = connect(settings.hbase)
-    try:
-        if settings.hbase.table.encode() in connection.tables():
-            connection.delete_table(settings.hbase.table, disable=True)
-    finally:
-        connection.close()
+    drop_tables(settings)
 
 
 class TestTable:

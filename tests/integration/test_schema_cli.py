@@ -12,7 +12,7 @@ from clickstream.settings import Settings
 from indexing.client import connect as es_connect
 from indexing.templates import delete_templates
 from ingest.topics import delete_topics
-from storage.connection import connect as hbase_connect
+from storage.admin import drop_tables
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +28,7 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setting
     )
     yield settings
     delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
-    connection = hbase_connect(settings.hbase)
-    try:
-        if settings.hbase.table.encode() in connection.tables():
-            connection.delete_table(settings.hbase.table, disable=True)
-    finally:
-        connection.close()
+    drop_tables(settings)
     es = es_connect(settings.elasticsearch)
     delete_templates(es, settings.elasticsearch)
     es.close()

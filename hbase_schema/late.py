@@ -1,0 +1,36 @@
+"""The late-event ledger: processed hours that got new events, for the batch to recompute.
+
+Table ``<table>_late``, family ``late``; row key ``hour start ms (8, big-endian) | event row key``
+for every hour the event touches: its own hour and the hour of ``ts - session timeout`` (the
+previous click of that user, whose time spent the event may change). Puts are idempotent (a
+replay writes the same keys) and the number of rows is the number of late events waiting.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+HOUR_MS: Final = 3_600_000
+LATE_FAMILY: Final = "late"
+LATE_COLUMN: Final = b"late:e"
+
+
+def late_table(table: str) -> str:
+    """The ledger table of the master dataset ``table``."""
+    return f"{table}_late"
+
+
+def late_keys(event_key: bytes, timestamp_ms: int, session_timeout_ms: int) -> list[bytes]:
+    """Ledger keys of one late event: one per hour whose views it changes."""
+    hours = {
+        timestamp_ms // HOUR_MS * HOUR_MS,
+        max(0, timestamp_ms - session_timeout_ms) // HOUR_MS * HOUR_MS,
+    }
+    return [struct.pack(">Q", hour) + event_key for hour in sorted(hours)]
+
+
+def hour_of(late_key: bytes) -> int:
+    """The hour (start, epoch ms) a ledger key marks."""
+    (hour,) = struct.unpack(">Q", late_key[:8])
+    return int(hour)

@@ -1,0 +1,56 @@
+"""Which events are late: those for hours the batch layer may already have turned into views."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+
+from clickstream.settings import ElasticsearchSettings
+from indexing.client import connect
+from indexing.state import read_watermark
+
+log = structlog.get_logger(__name__)
+HOUR_MS = 3_600_000
+
+
+class LateCutoff:
+    """Hours before the returned instant may be in the batch views: the later of the stored
+    watermark (re-read every ``refresh_s``) and the last hour a scheduled run would have done.
+
+    Erring early is harmless (an hour is recomputed for nothing); missing a processed hour is
+    not, hence the schedule bound when Elasticsearch cannot be read.
+    """
+
+    def __init__(
+        self,
+        settings: ElasticsearchSettings,
+        session_timeout_ms: int,
+        refresh_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._timeout_ms = session_timeout_ms
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._watermark: int | None = None
+        self._read_at = float("-inf")
+
+    def __call__(self) -> int:
+        """The cutoff, epoch ms."""
+        now = self._clock()
+        if now - self._read_at >= self._refresh_s:
+            self._read_at = now
+            try:
+                client = connect(self._settings)
+                try:
+                    self._watermark = read_watermark(
+                        client, self._settings.index_prefix
+                    ).completed_until_ms
+                finally:
+                    client.close()
+            except Exception as exc:  # noqa: BLE001 - keep the last value; the bound still holds
+                log.warning("late.watermark_unreadable", error=str(exc)[:200])
+        scheduled = (int(now * 1000) - self._timeout_ms) // HOUR_MS * HOUR_MS
+        return max(scheduled, self._watermark or 0)
