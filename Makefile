@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLICKSTREAM := $(BIN)/clickstream
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help prereqs install lint unit integration test up down status logs schema run readme bench bench-ingest acceptance-ingest clean
+.PHONY: help prereqs install lint unit integration test up down status logs schema run readme bench bench-ingest bench-batch acceptance clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,10 +76,13 @@ run: schema ## the pipeline end to end on the local stack
 bench-ingest: up ## ingest throughput beside its raw ceilings (prints, saves bench/results/)
 	$(BIN)/python bench/ingest_bench.py
 
-acceptance-ingest: up ## 200k events, 3 SIGKILLs and a 30 s Thrift outage, checked exactly
-	$(BIN)/python bench/ingest_acceptance.py
+acceptance: up ## 200k events, 3 SIGKILLs, a 30 s Thrift outage, then the batch job: all checked exactly
+	$(BIN)/python bench/acceptance.py
 
-bench: bench-ingest ## every benchmark
+bench-batch: up ## batch runtime for one hour, before and after 10x more data in other days
+	$(BIN)/python bench/batch_bench.py
+
+bench: bench-ingest bench-batch ## every benchmark
 
 readme: install ## regenerate the README's settings table from the settings classes
 	$(CLICKSTREAM) config reference --update README.md

@@ -56,6 +56,7 @@ def spark_session(settings: Settings, app: str = "clickstream-batch") -> SparkSe
         .config("spark.executor.memory", settings.spark.executor_memory)
         .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )
@@ -152,12 +153,15 @@ def _build_and_write(spark: SparkSession, settings: Settings, t0_ms: int, t1_ms:
         slice_ms=settings.batch.time_slice_hours * HOUR_MS,
         caching=settings.batch.scan_caching,
     )
+    # Humans and bots are aggregated apart from the same input: keep it, or HBase is read twice.
+    clicks = clicks.persist()
     views = batch_views(clicks, t0_ms, t1_ms, timeout_ms, settings.batch.hll_lg_k).cache()
     write_views(
         views, settings.elasticsearch, ViewNames(settings.elasticsearch.index_prefix).batch_index
     )
     count = views.count()
     views.unpersist()
+    clicks.unpersist()
     return count
 
 

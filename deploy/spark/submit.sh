@@ -31,7 +31,8 @@ with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
 PY
 
 args=(--master "$master" --name clickstream-batch --py-files "$build/clickstream.zip"
-      --conf spark.ui.enabled=false --conf spark.sql.session.timeZone=UTC
+      --conf spark.ui.enabled=false --conf spark.ui.showConsoleProgress=false
+      --conf spark.sql.session.timeZone=UTC
       --conf "spark.sql.shuffle.partitions=${SPARK_SHUFFLE_PARTITIONS:-4}"
       --driver-memory "${SPARK_DRIVER_MEMORY:-2g}")
 if [[ -n "${SPARK_PYTHON_ARCHIVE:-}" ]]; then
