@@ -25,7 +25,7 @@ from clickstream.settings import Settings, load_settings
 from clickstream.stack.manager import Stack
 from hbase_schema import columns
 from indexing.client import connect as es_connect
-from indexing.templates import ViewNames, create_templates, delete_templates
+from indexing.templates import ViewNames, create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.dlq import read_dead_letters
 from ingest.generate import Traffic, TrafficSpec, generate, publish
@@ -160,9 +160,7 @@ def check_batch(
         }
     finally:
         spark.stop()
-        for name in client.indices.get(index=f"{es.index_prefix}-*", allow_no_indices=True):
-            client.indices.delete(index=name)
-        delete_templates(client, es)
+        drop_views(client, es)
         client.close()
 
 

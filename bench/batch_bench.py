@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings, load_settings
 from indexing.client import connect as es_connect
-from indexing.templates import ViewNames, create_templates, delete_templates
+from indexing.templates import ViewNames, create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
 from ingest.generate import TrafficSpec, generate
@@ -114,9 +114,7 @@ def main() -> None:
         after = timed_runs(spark, settings, hour, args.runs)
     finally:
         spark.stop()
-        for index in client.indices.get(index=f"{name}-*", allow_no_indices=True):
-            client.indices.delete(index=index)
-        delete_templates(client, settings.elasticsearch)
+        drop_views(client, settings.elasticsearch)
         client.close()
         drop_tables(settings)
 

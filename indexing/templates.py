@@ -124,3 +124,12 @@ def delete_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> 
     """Remove the pipeline's templates (absent ones are fine); indices are left alone."""
     for name in template_bodies(settings):
         client.options(ignore_status=404).indices.delete_index_template(name=name)
+
+
+def drop_views(client: Elasticsearch, settings: ElasticsearchSettings) -> None:
+    """Delete every index under the prefix, then the templates (tests and benchmarks)."""
+    # Clusters refuse wildcard deletes (action.destructive_requires_name): name each index.
+    prefix = settings.index_prefix
+    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
+        client.indices.delete(index=index)
+    delete_templates(client, settings)

@@ -5,9 +5,10 @@
 #   SPARK_MASTER=yarn SPARK_PYTHON_ARCHIVE=build/spark/pyenv.tar.gz deploy/spark/submit.sh --from ... --to ...
 #   SPARK_MASTER=k8s://https://api.example:6443 SPARK_PYTHON_ARCHIVE=... SPARK_EXTRA="--conf spark.kubernetes.container.image=..." deploy/spark/submit.sh
 #
-# SPARK_PYTHON_ARCHIVE is a packed virtualenv with the project's dependencies (make spark-env
-# builds one with venv-pack); it is shipped with --archives and unpacked as ./environment on
-# every executor. Without it (local mode) executors use this checkout's .venv Python.
+# SPARK_PYTHON_ARCHIVE is a packed virtualenv with the project's dependencies, e.g.
+#   python3 -m venv env && env/bin/pip install . venv-pack && env/bin/venv-pack -o pyenv.tar.gz
+# It is shipped with --archives and unpacked as ./environment on every executor. Without it
+# (local mode) executors use this checkout's .venv Python.
 # Everything after the options goes to the job: --from ISO --to ISO, --config FILE.
 set -euo pipefail
 

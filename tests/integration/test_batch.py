@@ -20,7 +20,7 @@ from clickstream.settings import Settings
 from hbase_schema.late import hour_of
 from indexing.client import connect as es_connect
 from indexing.state import read_watermark, state_index
-from indexing.templates import ViewNames, create_templates, delete_templates
+from indexing.templates import ViewNames, create_templates, drop_views
 from ingest.generate import Traffic, publish
 from processing.aggregate import HOUR_MS
 from processing.job import default_range, run_batch, spark_session
@@ -48,10 +48,7 @@ def views(pipeline: Settings) -> Iterator[Elasticsearch]:
     client = es_connect(pipeline.elasticsearch)
     create_templates(client, pipeline.elasticsearch)
     yield client
-    prefix = pipeline.elasticsearch.index_prefix
-    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
-        client.indices.delete(index=index)
-    delete_templates(client, pipeline.elasticsearch)
+    drop_views(client, pipeline.elasticsearch)
     client.close()
 
 

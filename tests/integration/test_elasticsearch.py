@@ -12,8 +12,8 @@ from indexing.client import connect
 from indexing.templates import (
     ViewNames,
     create_templates,
-    delete_templates,
     describe_templates,
+    drop_views,
 )
 
 pytestmark = pytest.mark.integration
@@ -24,11 +24,7 @@ def es(settings: Settings) -> Iterator[Elasticsearch]:
     """A client; the test's indices and templates are deleted afterwards."""
     client = connect(settings.elasticsearch)
     yield client
-    prefix = settings.elasticsearch.index_prefix
-    # The stack refuses wildcard deletes (action.destructive_requires_name): name each index.
-    for index in client.indices.get(index=f"{prefix}-*", allow_no_indices=True):
-        client.indices.delete(index=index)
-    delete_templates(client, settings.elasticsearch)
+    drop_views(client, settings.elasticsearch)
     client.close()
 
 
