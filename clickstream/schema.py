@@ -69,6 +69,11 @@ def render(report: dict[str, Any], as_json: bool) -> str:
             f"({table.get('regions')} regions; {families})"
         )
         lines.extend(f"  note: {diff}" for diff in table.get("settings_differ", []))
+        if "late_table" in table:
+            late = table["late_table"]
+            lines.append(
+                f"hbase table {late['name']}: {_state(late['created'], True)} (late-event ledger)"
+            )
     else:
         lines.append(f"hbase table {name}: missing")
     templates = report["elasticsearch_templates"]

@@ -16,7 +16,7 @@ from types import FrameType
 import structlog
 from confluent_kafka import Consumer, Producer
 
-from clickstream.errors import ConfigError
+from clickstream.errors import ConfigError, SchemaError
 from clickstream.settings import Settings, env_var
 from clickstream.stack.fetch import GEO_VERSION
 from clickstream.stack.servers import Layout
@@ -27,6 +27,7 @@ from ingest.late import LateCutoff
 from ingest.metrics import IngestMetrics, serve
 from ingest.systemd import Notifier
 from ingest.validate import Limits
+from storage.connection import connect
 from storage.writer import HBaseWriter
 
 log = structlog.get_logger(__name__)
@@ -111,9 +112,30 @@ def build_loop(
     )
 
 
+def check_tables(settings: Settings) -> None:
+    """Fail at start, naming the fix, if a table the daemon writes is missing; if HBase cannot
+    be reached yet, say so and let the loop wait for it."""
+    wanted = [settings.hbase.table, late_table(settings.hbase.table)]
+    try:
+        connection = connect(settings.hbase)
+        try:
+            existing = {name.decode() for name in connection.tables()}
+        finally:
+            connection.close()
+    except Exception as exc:  # noqa: BLE001 - unreachable now is an outage, not a config error
+        log.warning("ingest.hbase_unreachable_at_start", error=str(exc)[:200])
+        return
+    missing = [name for name in wanted if name not in existing]
+    if missing:
+        raise SchemaError(
+            f"missing HBase table(s) {', '.join(missing)}: run `clickstream schema create`"
+        )
+
+
 def run_daemon(settings: Settings, instance: str | None, exit_when_idle_s: float | None) -> int:
     """Run the ingest daemon until SIGTERM/SIGINT (or idle); the process exit code."""
     instance = instance or socket.gethostname()
+    check_tables(settings)
     metrics = IngestMetrics()
     notifier = Notifier()
     loop = build_loop(settings, instance, exit_when_idle_s, metrics, notifier)

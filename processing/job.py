@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from pyspark.sql import SparkSession
@@ -28,6 +29,8 @@ from processing.writer import write_views
 from storage import late as late_ledger
 
 log = structlog.get_logger(__name__)
+
+LOG4J2 = Path(__file__).resolve().parent / "log4j2.properties"
 
 Progress = Callable[[str], None]
 
@@ -50,13 +53,20 @@ def spark_session(settings: Settings, app: str = "clickstream-batch") -> SparkSe
         # Python workers must be this interpreter (the venv with the project's dependencies),
         # not whatever `python3` is on PATH. On a cluster the spark-submit recipe ships them.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
+        # Local mode stays on loopback, like the rest of the local stack.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = (
+            builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+        )
     spark = (
         builder.config("spark.driver.memory", settings.spark.driver_memory)
         .config("spark.executor.memory", settings.spark.executor_memory)
         .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2}")
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )

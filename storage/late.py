@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from clickstream.errors import SchemaError
 from clickstream.settings import HBaseSettings
 from hbase_schema.late import LATE_COLUMN, LATE_FAMILY, late_table
 from storage.connection import connect
@@ -37,6 +38,13 @@ def snapshot(settings: HBaseSettings) -> list[bytes]:
     try:
         table = connection.table(late_table(settings.table))
         return [key for key, _ in table.scan(filter=b"KeyOnlyFilter()", batch_size=5000)]
+    except Exception as exc:
+        if "TableNotFoundException" in repr(exc):
+            raise SchemaError(
+                f"no late-event table {late_table(settings.table)}: run `clickstream schema "
+                "create` (it adds the table to a deployment made before it existed)"
+            ) from None
+        raise
     finally:
         connection.close()
 

@@ -46,7 +46,8 @@ class HBaseWriter:
             self.close()
             hint = ""
             if "TableNotFound" in repr(exc):
-                hint = f" (no table {self._settings.table}: run `clickstream schema create`)"
+                name = table_name or self._settings.table
+                hint = f" (no table {name}: run `clickstream schema create`)"
             raise RetriableError(
                 f"HBase write to {self._settings.host}:{self._settings.port} failed: "
                 f"{type(exc).__name__}: {exc}{hint}"[:500]

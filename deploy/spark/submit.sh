@@ -35,7 +35,8 @@ args=(--master "$master" --name clickstream-batch --py-files "$build/clickstream
       --conf spark.ui.enabled=false --conf spark.ui.showConsoleProgress=false
       --conf spark.sql.session.timeZone=UTC
       --conf "spark.sql.shuffle.partitions=${SPARK_SHUFFLE_PARTITIONS:-4}"
-      --driver-memory "${SPARK_DRIVER_MEMORY:-2g}")
+      --driver-memory "${SPARK_DRIVER_MEMORY:-2g}"
+      --driver-java-options "-Dlog4j2.configurationFile=$root/processing/log4j2.properties")
 if [[ -n "${SPARK_PYTHON_ARCHIVE:-}" ]]; then
   args+=(--archives "$SPARK_PYTHON_ARCHIVE#environment"
          --conf spark.pyspark.python=./environment/bin/python)
