@@ -9,6 +9,7 @@ import pytest
 from clickstream.settings import Settings
 from clickstream.stack.manager import Stack
 from ingest.geo import GeoLocator
+from ingest.population import GeoSample
 
 pytestmark = pytest.mark.integration
 
@@ -41,3 +42,14 @@ class TestDbipCityLite:
     def test_private_ip_is_unknown(self, dbip: GeoLocator) -> None:
         """RFC 1918 space is in neither file: ZZ."""
         assert dbip.lookup("10.0.0.1").country == "ZZ"
+
+
+class TestDbipSample:
+    def test_big_database_is_sampled_and_spread(self, base_settings: Settings) -> None:
+        """The generator probes DB-IP rather than reading it whole: many networks, many /8s."""
+        sample = GeoSample.from_mmdb([Stack(base_settings).geo_dir()], limit=2000, seed=1)
+        first_octets = {
+            int(n.network.network_address) >> 24 for n in sample.networks if n.network.version == 4
+        }
+        assert len(sample.networks) >= 1000
+        assert len(first_octets) > 100
