@@ -29,7 +29,7 @@ from indexing.templates import ViewNames, create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.dlq import read_dead_letters
 from ingest.generate import Traffic, TrafficSpec, generate, publish
-from ingest.harness import DaemonProcess, committed
+from ingest.harness import DaemonProcess, committed, isolated
 from ingest.population import GeoSample
 from ingest.topics import create_topics, delete_topics
 from processing.job import run_batch, spark_session
@@ -123,8 +123,7 @@ def check_batch(
     base: Settings, settings: Settings, traffic: Traffic, t0_ms: int, t1_ms: int
 ) -> dict[str, object]:
     """Run the batch layer over the span; compare every view document with the truth."""
-    es = settings.elasticsearch.model_copy(update={"index_prefix": settings.hbase.table})
-    settings = settings.model_copy(update={"elasticsearch": es})
+    es = settings.elasticsearch
     client = es_connect(es)
     create_templates(client, es)
     spark = spark_session(base)
@@ -176,14 +175,7 @@ def main() -> None:
 
     base = load_settings()
     name = f"accept_{secrets.token_hex(3)}"
-    settings = base.model_copy(
-        update={
-            "kafka": base.kafka.model_copy(
-                update={"clicks_topic": f"{name}.clicks", "dlq_topic": f"{name}.dlq"}
-            ),
-            "hbase": base.hbase.model_copy(update={"table": name}),
-        }
-    )
+    settings = isolated(base, name)
     stack = Stack(base, progress=lambda line: print(f"  [stack] {line}", flush=True))
     create_topics(settings.kafka)
     create_table(settings, progress=lambda _: None)

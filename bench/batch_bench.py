@@ -25,6 +25,7 @@ from indexing.templates import ViewNames, create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
 from ingest.generate import TrafficSpec, generate
+from ingest.harness import isolated
 from ingest.model import Source
 from ingest.pipeline import Incoming, process
 from ingest.population import GeoSample
@@ -93,12 +94,7 @@ def main() -> None:
 
     base = load_settings()
     name = f"bbench_{secrets.token_hex(3)}"
-    settings = base.model_copy(
-        update={
-            "hbase": base.hbase.model_copy(update={"table": name}),
-            "elasticsearch": base.elasticsearch.model_copy(update={"index_prefix": name}),
-        }
-    )
+    settings = isolated(base, name)
     hour = (int(time.time() * 1000) // HOUR_MS - 48) * HOUR_MS
     create_table(settings, progress=lambda _: None)
     client = es_connect(settings.elasticsearch)

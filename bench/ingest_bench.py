@@ -28,7 +28,7 @@ from clickstream.settings import Settings, load_settings
 from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
 from ingest.generate import TrafficSpec, generate, publish
-from ingest.harness import DaemonProcess, batch_throughput, batches_in
+from ingest.harness import DaemonProcess, batch_throughput, batches_in, isolated
 from ingest.model import Source
 from ingest.pipeline import Incoming, process
 from ingest.population import GeoSample
@@ -38,17 +38,6 @@ from storage.admin import create_table, drop_tables
 from storage.writer import HBaseWriter, Row
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _isolated(base: Settings, name: str) -> Settings:
-    return base.model_copy(
-        update={
-            "kafka": base.kafka.model_copy(
-                update={"clicks_topic": f"{name}.clicks", "dlq_topic": f"{name}.dlq"}
-            ),
-            "hbase": base.hbase.model_copy(update={"table": name}),
-        }
-    )
 
 
 def bench_kafka_consume(settings: Settings, total: int) -> float:
@@ -128,8 +117,8 @@ def main() -> None:
 
     base = load_settings()
     name = f"bench_{secrets.token_hex(3)}"
-    settings = _isolated(base, name)
-    put_settings = _isolated(base, name + "_put")
+    settings = isolated(base, name)
+    put_settings = isolated(base, name + "_put")
     print(f"preparing {name}: topics, tables, {args.events} events ...", flush=True)
     create_topics(settings.kafka)
     create_table(settings, progress=lambda _: None)

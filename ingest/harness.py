@@ -21,6 +21,20 @@ from confluent_kafka import Consumer, TopicPartition
 from clickstream.settings import Settings
 
 
+def isolated(base: Settings, name: str) -> Settings:
+    """``base`` with topics, table and index prefix all named after ``name``: a run of its own
+    on a shared stack (tests, benchmarks)."""
+    return base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(
+                update={"clicks_topic": f"{name}.clicks", "dlq_topic": f"{name}.dlq"}
+            ),
+            "hbase": base.hbase.model_copy(update={"table": name}),
+            "elasticsearch": base.elasticsearch.model_copy(update={"index_prefix": name}),
+        }
+    )
+
+
 def group_of(settings: Settings) -> str:
     """The consumer group a harnessed daemon uses: one per table, so runs never share offsets."""
     return f"{settings.hbase.table}-group"

@@ -16,7 +16,7 @@ import pytest
 
 from clickstream.settings import Settings, load_settings
 from clickstream.stack.manager import Stack
-from ingest.harness import DaemonProcess
+from ingest.harness import DaemonProcess, isolated
 from ingest.topics import create_topics, delete_topics
 from storage.admin import create_table, drop_tables
 from tests.integration.helpers import GEO_DB, Spawn
@@ -50,16 +50,7 @@ def unique(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(stack: Stack, unique: str) -> Settings:
     """Settings whose topics, table and index prefix are this test's own."""
-    base = stack.settings
-    return base.model_copy(
-        update={
-            "kafka": base.kafka.model_copy(
-                update={"clicks_topic": f"{unique}.clicks", "dlq_topic": f"{unique}.dlq"}
-            ),
-            "hbase": base.hbase.model_copy(update={"table": unique}),
-            "elasticsearch": base.elasticsearch.model_copy(update={"index_prefix": unique}),
-        }
-    )
+    return isolated(stack.settings, unique)
 
 
 @pytest.fixture
