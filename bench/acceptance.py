@@ -17,9 +17,9 @@ import secrets
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 from elasticsearch.helpers import scan
+from results_file import save
 
 from clickstream.settings import Settings, load_settings
 from clickstream.stack.manager import Stack
@@ -37,7 +37,6 @@ from processing.writer import view_id
 from storage.admin import create_table, drop_tables
 from storage.connection import connect
 
-RESULTS = Path(__file__).resolve().parent / "results"
 HOUR_MS = 3_600_000
 
 
@@ -205,10 +204,7 @@ def main() -> None:
         drop_tables(settings)
 
     print(json.dumps(report, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"acceptance-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"saved {out}")
+    save("acceptance", report)
     ok = all(
         report[k]
         for k in (

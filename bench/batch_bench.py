@@ -15,9 +15,9 @@ import secrets
 import statistics
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pyspark.sql import SparkSession
+from results_file import save
 
 from clickstream.settings import Settings, load_settings
 from indexing.client import connect as es_connect
@@ -34,7 +34,6 @@ from processing.job import run_batch, spark_session
 from storage.admin import create_table, drop_tables
 from storage.writer import HBaseWriter
 
-RESULTS = Path(__file__).resolve().parent / "results"
 HOUR_MS = 3_600_000
 
 
@@ -127,10 +126,7 @@ def main() -> None:
         "index": ViewNames(name).batch_index,
     }
     print(json.dumps(report, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"batch-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"saved {out}")
+    save("batch", report)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,14 @@ across runs. Results are printed and saved to bench/results/ingest-<UTC time>.js
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import secrets
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 from confluent_kafka import Consumer
+from results_file import save
 
 from clickstream.settings import Settings, load_settings
 from ingest.daemon import geo_paths
@@ -36,8 +35,6 @@ from ingest.topics import create_topics, delete_topics
 from ingest.validate import Limits
 from storage.admin import create_table, drop_tables
 from storage.writer import HBaseWriter, Row
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def bench_kafka_consume(settings: Settings, total: int) -> float:
@@ -169,10 +166,7 @@ def main() -> None:
         f"daemon batch latency p50 {daemon['batch_ms_p50']:.0f} ms, "
         f"p99 {daemon['batch_ms_p99']:.0f} ms over {daemon['batches']:.0f} batches"
     )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"saved {out}")
+    save("ingest", report)
 
 
 if __name__ == "__main__":

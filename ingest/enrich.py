@@ -10,9 +10,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
+from clickstream.closing import Closeable
 from clickstream.settings import IngestSettings
 from ingest.agent import AgentParser
 from ingest.geo import UNKNOWN_COUNTRY, EnrichError, GeoLocator, geo_from_record
@@ -49,7 +48,7 @@ def anonymize_ip(ip: str) -> str:
     return str(ipaddress.IPv6Address(int(address) & _V6_MASK))
 
 
-class Enricher:
+class Enricher(Closeable):
     """Turns validated events into enriched clicks: one per ingest process, closed at shutdown."""
 
     def __init__(
@@ -107,14 +106,3 @@ class Enricher:
     def close(self) -> None:
         """Release the geo databases."""
         self.locator.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -16,13 +16,13 @@ import ipaddress
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import maxminddb
 from maxminddb import InvalidDatabaseError
 from maxminddb.reader import Reader
 
+from clickstream.closing import Closeable
 from clickstream.errors import ClickstreamError
 from ingest.model import Geo
 
@@ -111,7 +111,7 @@ def database_files(paths: Iterable[Path | str]) -> list[Path]:
     return files
 
 
-class GeoLocator:
+class GeoLocator(Closeable):
     """Looks IPs up in one or more .mmdb files; the first file that knows the IP wins.
 
     Files open (memory-mapped) in ``__init__``: a missing or corrupt file fails at start-up,
@@ -156,14 +156,3 @@ class GeoLocator:
         for reader, _ in self._readers:
             reader.close()
         self._readers.clear()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

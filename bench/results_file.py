@@ -1,0 +1,18 @@
+"""Where a benchmark's figures are kept: bench/results/<kind>-<UTC time>.json (git-ignored)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def save(kind: str, report: dict[str, object]) -> Path:
+    """Write ``report`` as indented JSON, say where, and return the path."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"saved {out}")
+    return out
