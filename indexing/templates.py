@@ -66,9 +66,21 @@ class ViewNames:
         return f"{self.prefix}-views"
 
 
-def template_bodies(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]]:
-    """Template name -> body of every template the pipeline needs."""
+def speed_filter(boundary_ms: int) -> dict[str, Any]:
+    """The alias filter of a speed index: minutes at or after the time boundary."""
+    return {"range": {"start": {"gte": boundary_ms, "format": "epoch_millis"}}}
+
+
+def template_bodies(
+    settings: ElasticsearchSettings, boundary_ms: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """Template name -> body of every template the pipeline needs.
+
+    Speed indices join the readers' alias when they are created: unfiltered before the first
+    batch run, filtered ``start >= boundary_ms`` after (see indexing/boundary.py).
+    """
     names = ViewNames(settings.index_prefix)
+    speed_alias = {} if boundary_ms is None else {"filter": speed_filter(boundary_ms)}
     index_settings = {
         "number_of_shards": settings.shards,
         "number_of_replicas": settings.replicas,
@@ -90,6 +102,7 @@ def template_bodies(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]
             "priority": 100,
             "template": {
                 "settings": index_settings,
+                "aliases": {names.alias: speed_alias},
                 "mappings": {
                     "dynamic": "strict",
                     "properties": {**_VIEW_PROPERTIES, **_SPEED_EXTRA},
@@ -101,9 +114,18 @@ def template_bodies(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]
 
 
 def create_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> list[str]:
-    """Put every template (idempotent: same body, same result); names written."""
+    """Put every template (idempotent: same body, same result); names written.
+
+    The speed template's alias carries the boundary in force, if a batch run has set one.
+    """
+    from indexing.boundary import read_boundary  # noqa: PLC0415 - boundary builds on this module
+
+    try:
+        boundary_ms = read_boundary(client, settings.index_prefix)
+    except Exception as exc:
+        raise SchemaError(f"cannot read the time boundary of the views alias: {exc}") from exc
     written = []
-    for name, body in template_bodies(settings).items():
+    for name, body in template_bodies(settings, boundary_ms).items():
         try:
             client.indices.put_index_template(name=name, **body)
         except Exception as exc:

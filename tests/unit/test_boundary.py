@@ -1,0 +1,149 @@
+"""The time boundary's pure parts: alias filters and actions, reading it back, what to prune."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from clickstream.settings import ElasticsearchSettings
+from indexing.boundary import (
+    LEVEL_ALL,
+    LEVEL_COUNTRY,
+    LEVEL_URL,
+    alias_actions,
+    batch_filter,
+    boundary_of,
+    indices_to_prune,
+    speed_index_day,
+    uniques_id,
+    uniques_index,
+)
+from indexing.templates import speed_filter, template_bodies
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+BOUNDARY = ms("2026-11-22T10:00:00")
+
+
+class TestFilters:
+    def test_batch_filter_is_strictly_before(self) -> None:
+        """The batch index shows hours before the boundary only."""
+        assert batch_filter(BOUNDARY) == {
+            "range": {"start": {"lt": BOUNDARY, "format": "epoch_millis"}}
+        }
+
+    def test_speed_filter_is_at_or_after(self) -> None:
+        """Speed indices show minutes from the boundary on."""
+        assert speed_filter(BOUNDARY) == {
+            "range": {"start": {"gte": BOUNDARY, "format": "epoch_millis"}}
+        }
+
+    def test_boundary_is_read_back_from_the_batch_filter(self) -> None:
+        """What batch_filter writes, boundary_of reads."""
+        assert boundary_of(batch_filter(BOUNDARY)) == BOUNDARY
+
+    def test_other_filters_hold_no_boundary(self) -> None:
+        """An unfiltered alias or another shape yields None."""
+        assert boundary_of(None) is None
+        assert boundary_of({}) is None
+        assert boundary_of({"term": {"url": "x"}}) is None
+        assert boundary_of(speed_filter(BOUNDARY)) is None
+
+
+class TestAliasActions:
+    def test_one_request_switches_batch_and_every_speed_index(self) -> None:
+        """The batch index gets `< boundary`, each speed index `>= boundary`, in one list."""
+        actions = alias_actions("p", ["p-speed-2026.11.22", "p-speed-2026.11.21"], BOUNDARY)
+        assert actions == [
+            {"add": {"index": "p-batch-v1", "alias": "p-views", "filter": batch_filter(BOUNDARY)}},
+            {
+                "add": {
+                    "index": "p-speed-2026.11.21",
+                    "alias": "p-views",
+                    "filter": speed_filter(BOUNDARY),
+                }
+            },
+            {
+                "add": {
+                    "index": "p-speed-2026.11.22",
+                    "alias": "p-views",
+                    "filter": speed_filter(BOUNDARY),
+                }
+            },
+        ]
+
+
+class TestSpeedTemplateAlias:
+    def test_unfiltered_before_the_first_batch_run(self) -> None:
+        """With no boundary, a new speed index joins the alias with no filter."""
+        body = template_bodies(ElasticsearchSettings(index_prefix="p"))["p-speed"]
+        assert body["template"]["aliases"] == {"p-views": {}}
+
+    def test_filtered_from_the_boundary(self) -> None:
+        """With a boundary, a new speed index joins the alias filtered from it."""
+        body = template_bodies(ElasticsearchSettings(index_prefix="p"), BOUNDARY)["p-speed"]
+        assert body["template"]["aliases"] == {"p-views": {"filter": speed_filter(BOUNDARY)}}
+
+    def test_batch_template_has_no_alias(self) -> None:
+        """The batch index joins the alias only with a filter, when the boundary moves."""
+        body = template_bodies(ElasticsearchSettings(index_prefix="p"), BOUNDARY)["p-batch"]
+        assert "aliases" not in body["template"]
+
+
+class TestPrune:
+    def test_day_of_a_speed_index(self) -> None:
+        """`{prefix}-speed-YYYY.MM.DD` holds that UTC day; other names hold none."""
+        assert speed_index_day("p", "p-speed-2026.11.22") == ms("2026-11-22T00:00:00")
+        assert speed_index_day("p", "q-speed-2026.11.22") is None
+        assert speed_index_day("p", "p-speed-2026.02.30") is None
+        assert speed_index_day("p", "p-speed-2026.11.22-old") is None
+        assert speed_index_day("a.b", "axb-speed-2026.11.22") is None
+
+    def test_only_days_wholly_behind_by_keep_days_go(self) -> None:
+        """keep 1: a day ending at least one day before the boundary is dropped."""
+        indices = [f"p-speed-2026.11.{day}" for day in (19, 20, 21, 22)]
+        boundary = ms("2026-11-22T10:00:00")
+        # 11.20 ends 11.21 00:00, 34 h before; 11.21 ends 10 h before (kept); 11.22 is current.
+        assert indices_to_prune("p", indices, boundary, keep_days=1) == [
+            "p-speed-2026.11.19",
+            "p-speed-2026.11.20",
+        ]
+        assert indices_to_prune("p", indices, boundary, keep_days=0) == [
+            "p-speed-2026.11.19",
+            "p-speed-2026.11.20",
+            "p-speed-2026.11.21",
+        ]
+        assert indices_to_prune("p", indices, boundary, keep_days=5) == []
+
+    def test_a_day_ending_exactly_at_the_cutoff_goes(self) -> None:
+        """The boundary at midnight with keep 0 drops the day that just ended."""
+        midnight = ms("2026-11-22T00:00:00")
+        assert indices_to_prune("p", ["p-speed-2026.11.21"], midnight, 0) == ["p-speed-2026.11.21"]
+        assert indices_to_prune("p", ["p-speed-2026.11.21"], midnight - 1, 0) == []
+        assert indices_to_prune("p", ["p-speed-2026.11.20"], midnight, 1) == ["p-speed-2026.11.20"]
+        assert indices_to_prune("p", ["p-speed-2026.11.20"], midnight - 1, 1) == []
+
+    def test_foreign_indices_are_never_pruned(self) -> None:
+        """Names not of this prefix's speed pattern are left alone."""
+        names = ["p-batch-v1", "p-speed-x", "other-speed-2020.01.01", "p-state"]
+        assert indices_to_prune("p", names, BOUNDARY, 0) == []
+
+
+class TestUniques:
+    def test_index_is_outside_the_alias_pattern(self) -> None:
+        """The exact-uniques index is its own name, not a view index."""
+        assert uniques_index("p") == "p-batch-uniques-v1"
+
+    def test_ids_are_deterministic_and_distinct_per_level(self) -> None:
+        """Same key, same id; a url and a country spelt alike at different levels differ."""
+        hour = ms("2026-11-22T10:00:00")
+        assert uniques_id(LEVEL_URL, "u", None, hour) == uniques_id(LEVEL_URL, "u", None, hour)
+        ids = {
+            uniques_id(LEVEL_URL, "DE", None, hour),
+            uniques_id(LEVEL_COUNTRY, None, "DE", hour),
+            uniques_id(LEVEL_ALL, None, None, hour),
+            uniques_id(LEVEL_ALL, None, None, hour + 3_600_000),
+        }
+        assert len(ids) == 4
