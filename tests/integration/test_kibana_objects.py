@@ -2,7 +2,7 @@
 
 Kibana itself cannot be installed here, so each Lens visualisation is translated into the search
 it runs (indexing.kibana) and that search runs on the live views, read through the alias the way
-Kibana reads it: batch view before the boundary, speed view from it, via filtered aliases.
+Kibana reads it: batch view before the boundary, speed view from it (indexing.boundary).
 The saved objects are the ones `deploy/kibana/import.sh --dry-run --prefix <test prefix>` prints.
 """
 
@@ -19,6 +19,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from clickstream.settings import Settings
+from indexing.boundary import ensure_uniques_index, move_boundary
 from indexing.client import connect
 from indexing.kibana import FIELD_TYPES, SavedObject, by_type, lens_layers, parse_ndjson
 from indexing.templates import ViewNames, create_templates, drop_views
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 IMPORT = Path(__file__).resolve().parents[2] / "deploy" / "kibana" / "import.sh"
 BOUNDARY = "2026-11-30T12:00:00Z"
+HOUR_MS = 3_600_000
 TIME_FROM, TIME_TO = "2026-11-30T00:00:00.000Z", "2026-11-30T23:59:59.999Z"
 
 
@@ -96,8 +98,8 @@ class Views:
 
 @pytest.fixture
 def views(settings: Settings) -> Iterator[Views]:
-    """Templates, a batch and a speed index with known documents, the filtered alias on both;
-    everything under the test's prefix is dropped afterwards."""
+    """Templates, a batch and a speed index with known documents, the boundary moved by the
+    pipeline's own move_boundary; everything under the test's prefix is dropped afterwards."""
     es = connect(settings.elasticsearch)
     names = ViewNames(settings.elasticsearch.index_prefix)
     speed_index = f"{names.prefix}-speed-2026.11.30"
@@ -107,25 +109,21 @@ def views(settings: Settings) -> Iterator[Views]:
             for i, doc in enumerate(docs):
                 es.index(index=index, id=str(i), document=doc)
             es.indices.refresh(index=index)
-        boundary = {"format": "strict_date_optional_time"}
-        es.indices.update_aliases(
-            actions=[
-                {
-                    "add": {
-                        "index": names.batch_index,
-                        "alias": names.alias,
-                        "filter": {"range": {"start": {"lt": BOUNDARY, **boundary}}},
-                    }
-                },
-                {
-                    "add": {
-                        "index": speed_index,
-                        "alias": names.alias,
-                        "filter": {"range": {"start": {"gte": BOUNDARY, **boundary}}},
-                    }
-                },
-            ]
+        # Exact uniques live beside the views, out of the alias: they must not reach a chart.
+        uniques = ensure_uniques_index(es, settings.elasticsearch)
+        es.index(
+            index=uniques,
+            id="u",
+            document={
+                "level": "url",
+                "url": A,
+                "start": _ms(BOUNDARY) - HOUR_MS,
+                "unique_users": 9,
+            },
+            refresh=True,
         )
+        # The batch job's own switch: batch start < boundary, speed start >= boundary.
+        move_boundary(es, settings.elasticsearch, _ms(BOUNDARY))
         printed = subprocess.run(
             [str(IMPORT), "--dry-run", "--prefix", names.prefix],
             capture_output=True,
