@@ -31,7 +31,7 @@ from ingest.dlq import read_dead_letters
 from ingest.generate import Traffic, TrafficSpec, generate, publish
 from ingest.harness import DaemonProcess, committed, isolated
 from ingest.population import GeoSample
-from ingest.topics import create_topics, delete_topics
+from ingest.topics import create_topics, delete_topics, pipeline_topics
 from processing.job import run_batch, spark_session
 from processing.writer import view_id
 from storage.admin import create_table, drop_tables
@@ -200,7 +200,7 @@ def main() -> None:
         report.update(check_batch(base, settings, traffic, start, start + 6 * HOUR_MS))
     finally:
         stack.up()
-        delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
+        delete_topics(settings.kafka, pipeline_topics(settings.kafka))
         drop_tables(settings)
 
     print(json.dumps(report, indent=2))

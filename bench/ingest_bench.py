@@ -31,7 +31,7 @@ from ingest.harness import DaemonProcess, batch_throughput, batches_in, isolated
 from ingest.model import Source
 from ingest.pipeline import Incoming, process
 from ingest.population import GeoSample
-from ingest.topics import create_topics, delete_topics
+from ingest.topics import create_topics, delete_topics, pipeline_topics
 from ingest.validate import Limits
 from storage.admin import create_table, drop_tables
 from storage.writer import HBaseWriter, Row
@@ -143,7 +143,7 @@ def main() -> None:
         daemon = bench_daemon(settings, total)
         figures["daemon"] = daemon["events_per_s"]
     finally:
-        delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
+        delete_topics(settings.kafka, pipeline_topics(settings.kafka))
         drop_tables(settings)
         drop_tables(put_settings)
 

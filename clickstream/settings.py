@@ -63,6 +63,11 @@ class KafkaSettings(_Section):
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
 
+    @property
+    def speed_changelog_topic(self) -> str:
+        """Compacted topic of the speed layer's user state (one partition per input one)."""
+        return f"{self.clicks_topic}.speed-state"
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _check_servers(cls, value: str) -> str:
@@ -186,6 +191,21 @@ class IngestSettings(_Section):
     backoff_max_ms: int = Field(30_000, ge=1, description="Cap of the retry delay.")
 
 
+class SpeedSettings(_Section):
+    """The speed layer inside the ingest daemon (per-minute views in Elasticsearch)."""
+
+    enabled: bool = Field(True, description="Fold clicks into speed views (off: HBase only).")
+    allowed_lateness_s: int = Field(
+        10_800,
+        ge=0,
+        description="How far behind a partition's newest event a click is still folded exactly; "
+        "older ones wait for the batch layer. State kept: this plus the session timeout.",
+    )
+    restore_timeout_s: float = Field(
+        120.0, gt=0, description="Longest wait to read a partition's changelog on assignment."
+    )
+
+
 class BatchSettings(_Section):
     """The Spark batch layer."""
 
@@ -200,6 +220,21 @@ class ServingSettings(_Section):
     host: str = Field("127.0.0.1", description="HTTP API bind address.")
     port: int = Field(8080, ge=1, le=65535, description="HTTP API port.")
     max_range_days: int = Field(366, ge=1, description="Longest time range a query may span.")
+    max_documents: int = Field(
+        200_000,
+        ge=1,
+        description="Most view documents one query may merge; a broader query is refused.",
+    )
+    max_top: int = Field(10_000, ge=1, description="Largest --top / top a query may ask for.")
+    max_url_prefix_bytes: int = Field(
+        8192, ge=1, le=32_000, description="Longest url prefix a query may give (UTF-8 bytes)."
+    )
+    speed_keep_days: int = Field(
+        1,
+        ge=0,
+        description="Speed indices are dropped once their whole UTC day ends this many days "
+        "before the time boundary.",
+    )
 
 
 class StackSettings(_Section):
@@ -244,6 +279,7 @@ class Settings(BaseSettings):
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    speed: SpeedSettings = Field(default_factory=SpeedSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     stack: StackSettings = Field(default_factory=StackSettings)

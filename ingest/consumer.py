@@ -25,9 +25,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from clickstream.errors import ClickstreamError, RetriableError
 from ingest.metrics import IngestMetrics
 from ingest.model import Source
-from ingest.pipeline import Enriches, Incoming, ProcessedBatch, process
+from ingest.pipeline import Enriches, Incoming, ProcessedBatch, process, speed_clicks
 from ingest.systemd import Notifier
 from ingest.validate import Limits
+from speed.layer import SpeedBatch, SpeedLayer
 from storage.writer import HBaseWriter
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,8 @@ class LoopConfig:
     backoff_max_s: float = 30.0
     exit_when_idle_s: float | None = None
     session_timeout_ms: int = 1_800_000
+    #: The speed layer's compacted changelog (only used when a speed layer is given).
+    changelog_topic: str = ""
     #: Table of the late-event ledger, and what says which hours the batch may have done.
     late_table: str | None = None
     late_cutoff: Callable[[], int | None] | None = None
@@ -68,6 +71,7 @@ class IngestLoop:
         enricher: Enriches,
         metrics: IngestMetrics,
         notifier: Notifier,
+        speed: SpeedLayer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -77,6 +81,7 @@ class IngestLoop:
         self._enricher = enricher
         self._metrics = metrics
         self._notifier = notifier
+        self._speed = speed
         self._clock = clock
         self._stopping = False
         self._assigned: set[tuple[str, int]] = set()
@@ -124,6 +129,8 @@ class IngestLoop:
         self._consumer.close()
         self._producer.flush(5)
         self._writer.close()
+        if self._speed is not None:
+            self._speed.close()
 
     # ------------------------------------------------------------------ one batch
 
@@ -150,9 +157,15 @@ class IngestLoop:
         batch = self._process(incoming)
         self._metrics.consumed.inc(batch.messages)
         attempt = 0
+        speed: SpeedBatch | None = None
         while True:
             try:
-                self._write_and_commit(batch)
+                if self._speed is not None and (
+                    speed is None or speed.generation != self._speed.generation
+                ):
+                    # Folded once per batch; again only if a rebalance reset the state since.
+                    speed = self._speed.fold(speed_clicks(batch))
+                self._write_and_commit(batch, speed)
                 break
             except RetriableError as exc:
                 attempt += 1
@@ -171,7 +184,7 @@ class IngestLoop:
                     incoming, batch = owned, self._process(owned)
         if self._paused:
             self._resume()
-        self._account(batch, time.monotonic() - started)
+        self._account(batch, speed, time.monotonic() - started)
 
     def _process(self, incoming: list[Incoming]) -> ProcessedBatch:
         now_ms = int(self._clock() * 1000)
@@ -186,14 +199,17 @@ class IngestLoop:
             session_timeout_ms=self.config.session_timeout_ms,
         )
 
-    def _write_and_commit(self, batch: ProcessedBatch) -> None:
+    def _write_and_commit(self, batch: ProcessedBatch, speed: SpeedBatch | None) -> None:
         self._writer.write(list(batch.rows.items()))
         if batch.late and self.config.late_table:
             self._writer.write(list(batch.late.items()), self.config.late_table)
-        self._commit_transaction(batch)
+        if speed is not None and self._speed is not None:
+            self._speed.write(speed)
+        self._commit_transaction(batch, speed)
 
-    def _commit_transaction(self, batch: ProcessedBatch) -> None:
-        """Dead letters and offsets, atomically; RetriableError if it should be tried again."""
+    def _commit_transaction(self, batch: ProcessedBatch, speed: SpeedBatch | None) -> None:
+        """Dead letters, the speed changelog and offsets, atomically; RetriableError if it
+        should be tried again."""
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
         if not offsets:
             return
@@ -206,6 +222,13 @@ class IngestLoop:
                     key=record.key,
                     value=record.value,
                     headers=headers,
+                )
+            for change in speed.records if speed is not None else ():
+                self._producer.produce(
+                    self.config.changelog_topic,
+                    key=change.key,
+                    value=change.value,
+                    partition=change.partition,
                 )
             self._producer.send_offsets_to_transaction(
                 offsets, self._consumer.consumer_group_metadata(), 30
@@ -227,7 +250,7 @@ class IngestLoop:
                 raise FatalIngestError(f"cannot abort the Kafka transaction: {exc}") from exc
             log.warning("kafka.abort_failed", error=str(exc))
 
-    def _account(self, batch: ProcessedBatch, seconds: float) -> None:
+    def _account(self, batch: ProcessedBatch, speed: SpeedBatch | None, seconds: float) -> None:
         rejected = sum(batch.rejected.values())
         self._metrics.stored.inc(len(batch.clicks))
         for reason, count in batch.rejected.items():
@@ -238,6 +261,11 @@ class IngestLoop:
         self.totals["stored"] += len(batch.clicks)
         self.totals["rejected"] += rejected
         self.totals["batches"] += 1
+        extra: dict[str, int] = {}
+        if speed is not None:
+            self._metrics.speed_docs.inc(len(speed.docs))
+            self._metrics.speed_beyond_horizon.inc(speed.beyond_horizon)
+            extra = {"speed_docs": len(speed.docs), "speed_beyond_horizon": speed.beyond_horizon}
         # One summary line per batch, never one per event.
         log.info(
             "ingest.batch",
@@ -247,6 +275,7 @@ class IngestLoop:
             rejected=dict(batch.rejected),
             ms=round(seconds * 1000, 1),
             offsets={f"{t}:{p}": o for (t, p), o in batch.next_offsets.items()},
+            **extra,
         )
         self._notifier.status(
             f"consumed {self.totals['consumed']}, stored "
@@ -298,6 +327,10 @@ class IngestLoop:
         if self._paused:
             consumer.pause(partitions)
         self._assigned = {(tp.topic, tp.partition) for tp in partitions}
+        if self._speed is not None:
+            # Restored lazily, before the first message of each is folded (in the loop, where
+            # an unreachable changelog or Elasticsearch is retried, not raised in a callback).
+            self._speed.assigned(tp.partition for tp in partitions)
         log.info("kafka.assigned", partitions=sorted(p for _, p in self._assigned))
         self._metrics.set_health(assigned=sorted(p for _, p in self._assigned))
         if not self._ready:
@@ -309,6 +342,8 @@ class IngestLoop:
         # left uncommitted here; a batch held through an outage is trimmed in _handle.
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self._assigned -= revoked
+        if self._speed is not None:
+            self._speed.revoked(p for _, p in revoked)
         log.info("kafka.revoked", partitions=sorted(p for _, p in revoked))
         consumer.unassign()
 

@@ -21,12 +21,18 @@ from clickstream.settings import Settings, env_var
 from clickstream.stack.fetch import GEO_VERSION
 from clickstream.stack.servers import Layout
 from hbase_schema.late import late_table
+from indexing.client import connect as es_connect
 from ingest.consumer import IngestLoop, LoopConfig
 from ingest.enrich import Enricher
 from ingest.late import LateCutoff
 from ingest.metrics import IngestMetrics, serve
 from ingest.systemd import Notifier
+from ingest.topics import describe_topics
 from ingest.validate import Limits
+from speed.changelog import restore
+from speed.layer import SpeedLayer
+from speed.state import PartitionState
+from speed.store import SpeedStore
 from storage.connection import connect
 from storage.writer import HBaseWriter
 
@@ -100,6 +106,7 @@ def build_loop(
         session_timeout_ms=ingest.session_timeout_s * 1000,
         late_table=late_table(settings.hbase.table),
         late_cutoff=LateCutoff(settings.elasticsearch, ingest.session_timeout_s * 1000),
+        changelog_topic=kafka.speed_changelog_topic,
     )
     return IngestLoop(
         config,
@@ -109,7 +116,49 @@ def build_loop(
         enricher=enricher,
         metrics=metrics,
         notifier=notifier,
+        speed=build_speed(settings) if settings.speed.enabled else None,
     )
+
+
+def build_speed(settings: Settings) -> SpeedLayer:
+    """The speed layer: documents in Elasticsearch, user state in the changelog topic."""
+    timeout_ms = settings.ingest.session_timeout_s * 1000
+    retention_ms = settings.speed.allowed_lateness_s * 1000 + timeout_ms
+    store = SpeedStore(
+        es_connect(settings.elasticsearch),
+        settings.elasticsearch.index_prefix,
+        settings.batch.hll_lg_k,
+    )
+
+    def restore_partition(partition: int) -> PartitionState:
+        return restore(
+            settings.kafka,
+            settings.kafka.speed_changelog_topic,
+            partition,
+            session_timeout_ms=timeout_ms,
+            retention_ms=retention_ms,
+            timeout_s=settings.speed.restore_timeout_s,
+        )
+
+    return SpeedLayer(store, restore_partition)
+
+
+def check_changelog(settings: Settings) -> None:
+    """Fail at start, naming the fix, if the speed layer's changelog topic is missing or has
+    fewer partitions than the clicks topic."""
+    kafka = settings.kafka
+    clicks, changelog = describe_topics(kafka, [kafka.clicks_topic, kafka.speed_changelog_topic])
+    if not changelog.exists:
+        raise SchemaError(
+            f"missing Kafka topic {changelog.name} (the speed layer's state): run "
+            "`clickstream schema create`"
+        )
+    if clicks.exists and changelog.partitions < clicks.partitions:
+        raise SchemaError(
+            f"Kafka topic {changelog.name} has {changelog.partitions} partitions but "
+            f"{clicks.name} has {clicks.partitions}: add partitions to {changelog.name} "
+            f"(kafka-topics --alter --partitions {clicks.partitions})"
+        )
 
 
 def check_tables(settings: Settings) -> None:
@@ -136,6 +185,8 @@ def run_daemon(settings: Settings, instance: str | None, exit_when_idle_s: float
     """Run the ingest daemon until SIGTERM/SIGINT (or idle); the process exit code."""
     instance = instance or socket.gethostname()
     check_tables(settings)
+    if settings.speed.enabled:
+        check_changelog(settings)
     metrics = IngestMetrics()
     notifier = Notifier()
     loop = build_loop(settings, instance, exit_when_idle_s, metrics, notifier)

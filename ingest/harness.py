@@ -55,6 +55,7 @@ class DaemonProcess:
             "CLICKSTREAM_KAFKA__CLICKS_TOPIC": settings.kafka.clicks_topic,
             "CLICKSTREAM_KAFKA__DLQ_TOPIC": settings.kafka.dlq_topic,
             "CLICKSTREAM_HBASE__TABLE": settings.hbase.table,
+            "CLICKSTREAM_ELASTICSEARCH__INDEX_PREFIX": settings.elasticsearch.index_prefix,
             "CLICKSTREAM_INGEST__GROUP_ID": group_of(settings),
             "CLICKSTREAM_INGEST__METRICS_PORT": "0",
             **env,

@@ -56,6 +56,16 @@ class IngestMetrics:
             "1 while partitions are paused for a downstream outage.",
             registry=self.registry,
         )
+        self.speed_docs = Counter(
+            "clickstream_speed_documents_written_total",
+            "Speed-layer minute documents sent to Elasticsearch.",
+            registry=self.registry,
+        )
+        self.speed_beyond_horizon = Counter(
+            "clickstream_speed_beyond_horizon_total",
+            "Clicks too old for the speed window (speed.allowed_lateness_s): left to the batch.",
+            registry=self.registry,
+        )
         self.health: dict[str, Any] = {"status": "starting"}
         self.last_progress = time.monotonic()
 

@@ -16,6 +16,7 @@ from hbase_schema.rows import to_row
 from ingest.dlq import DeadLetter, dead_letter
 from ingest.model import ClickEvent, EnrichedClick, Reason, Rejection, Source
 from ingest.validate import Limits, parse_click
+from speed.state import SpeedClick
 
 Row = tuple[bytes, dict[bytes, bytes]]
 
@@ -46,6 +47,8 @@ class ProcessedBatch:
     late: dict[bytes, dict[bytes, bytes]] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     clicks: list[EnrichedClick] = field(default_factory=list)
+    #: Row key and source of each entry of ``clicks`` (same order): what the speed layer folds.
+    keys: list[tuple[bytes, Source]] = field(default_factory=list)
     #: (topic, partition) -> the next offset to consume, i.e. last processed + 1.
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
@@ -83,6 +86,7 @@ def process(
                 # A duplicate inside one batch maps to the same key: one put is enough.
                 batch.rows[key] = cells
                 batch.clicks.append(click)
+                batch.keys.append((key, source))
                 ts = click.event.timestamp_ms
                 if late_before_ms is not None and ts - session_timeout_ms < late_before_ms:
                     for late_key in late_keys(key, ts, session_timeout_ms):
@@ -92,3 +96,21 @@ def process(
         batch.rejected[parsed.reason.value] += 1
         batch.dead_letters.append(dead_letter(message.key, message.value, parsed, source, now_ms))
     return batch
+
+
+def speed_clicks(batch: ProcessedBatch) -> list[SpeedClick]:
+    """The batch's stored clicks as the speed layer folds them (consumption order)."""
+    return [
+        SpeedClick(
+            row_key=key,
+            partition=source.partition,
+            offset=source.offset,
+            user_id=click.event.user_id,
+            ts=click.event.timestamp_ms,
+            event_id=click.event.event_id,
+            url=click.url_normalized,
+            country=click.geo.country,
+            is_bot=click.agent.is_bot,
+        )
+        for click, (key, source) in zip(batch.clicks, batch.keys, strict=True)
+    ]

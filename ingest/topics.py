@@ -12,6 +12,13 @@ from clickstream.settings import KafkaSettings
 
 # Dead letters are evidence for a human: keep them a month rather than the broker default week.
 DLQ_CONFIG = {"retention.ms": str(30 * 24 * 3600 * 1000)}
+# The speed layer's state: the latest record per user is all a restore needs.
+CHANGELOG_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+
+
+def pipeline_topics(settings: KafkaSettings) -> list[str]:
+    """Every topic the pipeline uses: clicks, dead letters, the speed changelog."""
+    return [settings.clicks_topic, settings.dlq_topic, settings.speed_changelog_topic]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +36,8 @@ def _admin(settings: KafkaSettings) -> AdminClient:
 
 
 def describe_topics(settings: KafkaSettings, names: list[str] | None = None) -> list[TopicState]:
-    """The state of the clicks and DLQ topics (or of ``names``)."""
-    wanted = names or [settings.clicks_topic, settings.dlq_topic]
+    """The state of the pipeline's topics (or of ``names``)."""
+    wanted = names or pipeline_topics(settings)
     try:
         metadata = _admin(settings).list_topics(timeout=10)
     except KafkaException as exc:
@@ -48,9 +55,10 @@ def describe_topics(settings: KafkaSettings, names: list[str] | None = None) -> 
 
 
 def create_topics(settings: KafkaSettings, names: list[str] | None = None) -> list[TopicState]:
-    """Create the clicks and DLQ topics if absent; an existing topic is left as it is."""
-    wanted = names or [settings.clicks_topic, settings.dlq_topic]
+    """Create the pipeline's topics if absent; an existing topic is left as it is."""
+    wanted = names or pipeline_topics(settings)
     missing = [state.name for state in describe_topics(settings, wanted) if not state.exists]
+    configs = {settings.dlq_topic: DLQ_CONFIG, settings.speed_changelog_topic: CHANGELOG_CONFIG}
     created: set[str] = set()
     if missing:
         # Keep the client referenced until the futures resolve: a collected AdminClient
@@ -62,7 +70,7 @@ def create_topics(settings: KafkaSettings, names: list[str] | None = None) -> li
                     name,
                     num_partitions=settings.partitions,
                     replication_factor=settings.replication_factor,
-                    config=DLQ_CONFIG if name == settings.dlq_topic else {},
+                    config=configs.get(name, {}),
                 )
                 for name in missing
             ],

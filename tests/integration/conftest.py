@@ -16,8 +16,10 @@ import pytest
 
 from clickstream.settings import Settings, load_settings
 from clickstream.stack.manager import Stack
+from indexing.client import connect as es_connect
+from indexing.templates import create_templates, drop_views
 from ingest.harness import DaemonProcess, isolated
-from ingest.topics import create_topics, delete_topics
+from ingest.topics import create_topics, delete_topics, pipeline_topics
 from storage.admin import create_table, drop_tables
 from tests.integration.helpers import GEO_DB, Spawn
 
@@ -58,9 +60,13 @@ def pipeline(settings: Settings) -> Iterator[Settings]:
     """The test's topics and pre-split table, removed afterwards."""
     create_topics(settings.kafka)
     create_table(settings, progress=lambda _: None)
+    client = es_connect(settings.elasticsearch)
+    create_templates(client, settings.elasticsearch)  # the speed layer writes views too
     yield settings
-    delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
+    delete_topics(settings.kafka, pipeline_topics(settings.kafka))
     drop_tables(settings)
+    drop_views(client, settings.elasticsearch)
+    client.close()
 
 
 @pytest.fixture

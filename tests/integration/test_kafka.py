@@ -9,29 +9,40 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from clickstream.settings import Settings
-from ingest.topics import create_topics, delete_topics, describe_topics
+from ingest.topics import create_topics, delete_topics, describe_topics, pipeline_topics
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def topics(settings: Settings) -> Iterator[Settings]:
-    """The test's clicks and DLQ topics, deleted afterwards."""
+    """The test's clicks, DLQ and changelog topics, deleted afterwards."""
     create_topics(settings.kafka)
     yield settings
-    delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
+    delete_topics(settings.kafka, pipeline_topics(settings.kafka))
 
 
 class TestTopics:
     def test_create_is_idempotent(self, topics: Settings) -> None:
-        """A second create finds both topics and creates nothing."""
+        """A second create finds all three topics and creates nothing."""
         again = create_topics(topics.kafka)
-        assert [(t.exists, t.created) for t in again] == [(True, False), (True, False)]
+        assert [(t.name, t.exists, t.created) for t in again] == [
+            (name, True, False) for name in pipeline_topics(topics.kafka)
+        ]
         assert {t.partitions for t in again} == {topics.kafka.partitions}
 
     def test_describe_reports_missing(self, settings: Settings) -> None:
         """Topics never created are reported as absent."""
-        assert [t.exists for t in describe_topics(settings.kafka)] == [False, False]
+        assert [t.exists for t in describe_topics(settings.kafka)] == [False, False, False]
+
+    def test_the_changelog_is_compacted(self, topics: Settings) -> None:
+        """The speed layer's state topic keeps the latest record per key."""
+        from confluent_kafka.admin import AdminClient, ConfigResource  # noqa: PLC0415
+
+        admin = AdminClient(topics.kafka.client_config())
+        resource = ConfigResource("topic", topics.kafka.speed_changelog_topic)
+        config = admin.describe_configs([resource])[resource].result(timeout=30)
+        assert config["cleanup.policy"].value == "compact"
 
 
 class TestRoundTrip:

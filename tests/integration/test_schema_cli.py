@@ -11,7 +11,7 @@ from clickstream.cli import main
 from clickstream.settings import Settings
 from indexing.client import connect as es_connect
 from indexing.templates import delete_templates
-from ingest.topics import delete_topics
+from ingest.topics import delete_topics, pipeline_topics
 from storage.admin import drop_tables
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setting
         "CLICKSTREAM_ELASTICSEARCH__INDEX_PREFIX", settings.elasticsearch.index_prefix
     )
     yield settings
-    delete_topics(settings.kafka, [settings.kafka.clicks_topic, settings.kafka.dlq_topic])
+    delete_topics(settings.kafka, pipeline_topics(settings.kafka))
     drop_tables(settings)
     es = es_connect(settings.elasticsearch)
     delete_templates(es, settings.elasticsearch)
@@ -40,13 +40,13 @@ def test_create_then_create_again_then_describe(
     """The first create makes everything, the second nothing; describe shows it all."""
     assert main(["schema", "create", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
-    assert [t["created"] for t in first["kafka_topics"]] == [True, True]
+    assert [t["created"] for t in first["kafka_topics"]] == [True, True, True]
     assert first["hbase_table"]["created"] is True
     assert first["hbase_table"]["regions"] == env.hbase.salt_buckets
 
     assert main(["schema", "create", "--json"]) == 0
     second = json.loads(capsys.readouterr().out)
-    assert [t["created"] for t in second["kafka_topics"]] == [False, False]
+    assert [t["created"] for t in second["kafka_topics"]] == [False, False, False]
     assert second["hbase_table"]["created"] is False
 
     assert main(["schema", "describe", "--json"]) == 0

@@ -1,0 +1,262 @@
+"""The speed layer's pure core: user timelines and cumulative minute documents.
+
+A click's time spent is the gap to the same user's next human click in event time (DESIGN.md),
+so each user's recent human clicks are kept sorted by ``(ts, event_id)``, the order the batch
+job uses. A click arriving out of order is inserted where it belongs: its predecessor's time
+spent changes and it takes the gap to its successor. Folding a click yields *contributions*
+(deltas per minute document, tagged with the message offset); a document applies a
+contribution only if the offset is past the last one it folded in. That makes a replay of any
+message, after a crash or a rebalance, a no-op for every document already holding it.
+
+Retention: a partition keeps the clicks within ``retention_ms`` of its newest event time
+(allowed lateness + session timeout). A click older than that is *beyond the horizon*: it is
+not folded (the batch layer counts it at its next run) and is reported, so nothing is counted
+twice and nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from datasketches import hll_sketch, tgt_hll_type
+
+MINUTE_MS = 60_000
+#: The sketch type Spark's hll_sketch_agg builds; unions across types are exact either way.
+HLL_TYPE = tgt_hll_type.HLL_8
+
+DocKey = tuple[str, str, int]
+"""(normalised url, country, minute start ms): one speed document per partition."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedClick:
+    """What the speed layer needs of one stored click, and where it came from."""
+
+    row_key: bytes
+    partition: int
+    offset: int
+    user_id: str
+    ts: int
+    event_id: str
+    url: str
+    country: str
+    is_bot: bool
+
+    @property
+    def doc_key(self) -> DocKey:
+        """The minute document this click counts in."""
+        return (self.url, self.country, self.ts - self.ts % MINUTE_MS)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A human click kept in its user's timeline (ordered by ``ts``, then ``event_id``)."""
+
+    ts: int
+    event_id: str
+    row_key: bytes
+    doc_key: DocKey
+
+
+@dataclass(slots=True)
+class Timeline:
+    """One user's recent clicks: humans sorted for time spent, bot row keys for dedup."""
+
+    humans: list[Entry] = field(default_factory=list)
+    bots: dict[bytes, int] = field(default_factory=dict)
+    keys: set[bytes] = field(default_factory=set)
+
+    def newest(self) -> int:
+        """Event time of the newest click kept (0 when empty)."""
+        human = self.humans[-1].ts if self.humans else 0
+        return max([human, *self.bots.values()])
+
+    def expire(self, floor_ms: int) -> None:
+        """Forget the clicks older than ``floor_ms``."""
+        cut = 0
+        while cut < len(self.humans) and self.humans[cut].ts < floor_ms:
+            cut += 1
+        for entry in self.humans[:cut]:
+            self.keys.discard(entry.row_key)
+        del self.humans[:cut]
+        for key in [k for k, ts in self.bots.items() if ts < floor_ms]:
+            del self.bots[key]
+            self.keys.discard(key)
+
+
+@dataclass(slots=True)
+class Delta:
+    """What one message changes in one document."""
+
+    clicks: int = 0
+    bot_clicks: int = 0
+    spent_sum: int = 0
+    spent_count: int = 0
+    users: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """A message's delta to one document; applied once, by offset."""
+
+    partition: int
+    offset: int
+    doc_key: DocKey
+    delta: Delta
+
+
+@dataclass(slots=True)
+class ViewDoc:
+    """A cumulative minute document owned by one partition."""
+
+    partition: int
+    key: DocKey
+    lg_k: int
+    clicks: int = 0
+    bot_clicks: int = 0
+    spent_sum: int = 0
+    spent_count: int = 0
+    last_offset: int = -1
+    sketch: hll_sketch | None = None
+
+    def apply(self, contribution: Contribution) -> bool:
+        """Fold ``contribution`` in unless its offset is already folded; True if applied."""
+        if contribution.offset <= self.last_offset:
+            return False
+        delta = contribution.delta
+        self.clicks += delta.clicks
+        self.bot_clicks += delta.bot_clicks
+        self.spent_sum += delta.spent_sum
+        self.spent_count += delta.spent_count
+        if delta.users:
+            if self.sketch is None:
+                self.sketch = hll_sketch(self.lg_k, HLL_TYPE)
+            for user in delta.users:
+                self.sketch.update(user)
+        self.last_offset = contribution.offset
+        return True
+
+    @property
+    def doc_id(self) -> str:
+        """Deterministic id: the owning partition and a hash of (url, country, minute)."""
+        url, country, minute = self.key
+        digest = hashlib.sha256(f"{url}\0{country}\0{minute}".encode()).hexdigest()[:32]
+        return f"p{self.partition}-{digest}"
+
+
+def doc_id(partition: int, key: DocKey) -> str:
+    """The id of the document ``key`` owned by ``partition``."""
+    return ViewDoc(partition, key, 4).doc_id
+
+
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    """What folding a batch of one partition produced."""
+
+    contributions: list[Contribution]
+    changed_users: set[str]
+    expired_users: set[str]
+    duplicates: int
+    beyond_horizon: int
+
+
+class PartitionState:
+    """The speed state of one Kafka partition: timelines, newest event time, and retention."""
+
+    def __init__(self, partition: int, session_timeout_ms: int, retention_ms: int) -> None:
+        self.partition = partition
+        self.session_timeout_ms = session_timeout_ms
+        self.retention_ms = retention_ms
+        self.users: dict[str, Timeline] = {}
+        self.max_ts = 0
+        #: The next offset to fold (restored from the changelog's partition record).
+        self.next_offset = 0
+        self._expired_at = 0
+
+    @property
+    def floor_ms(self) -> int:
+        """Clicks older than this are beyond the horizon."""
+        return self.max_ts - self.retention_ms
+
+    def fold(self, clicks: Iterable[SpeedClick]) -> FoldResult:
+        """Fold clicks in offset order; contributions to apply, users to checkpoint."""
+        contributions: list[Contribution] = []
+        changed: set[str] = set()
+        duplicates = beyond = 0
+        for click in clicks:
+            self.next_offset = max(self.next_offset, click.offset + 1)
+            if click.ts < self.floor_ms:
+                beyond += 1
+                continue
+            timeline = self.users.setdefault(click.user_id, Timeline())
+            if click.row_key in timeline.keys:
+                duplicates += 1
+                continue
+            timeline.keys.add(click.row_key)
+            changed.add(click.user_id)
+            self.max_ts = max(self.max_ts, click.ts)
+            if click.is_bot:
+                timeline.bots[click.row_key] = click.ts
+                deltas = {click.doc_key: Delta(bot_clicks=1)}
+            else:
+                deltas = self._insert(timeline, click)
+            contributions.extend(
+                Contribution(self.partition, click.offset, key, delta)
+                for key, delta in deltas.items()
+            )
+        expired = self._expire()
+        return FoldResult(contributions, changed - expired, expired, duplicates, beyond)
+
+    def _insert(self, timeline: Timeline, click: SpeedClick) -> dict[DocKey, Delta]:
+        """Insert a human click; the deltas of its own and its predecessor's documents."""
+        entry = Entry(click.ts, click.event_id, click.row_key, click.doc_key)
+        humans = timeline.humans
+        position = bisect.bisect(humans, (entry.ts, entry.event_id), key=_order)
+        before = humans[position - 1] if position > 0 else None
+        if before is not None and before.ts < self.floor_ms:
+            # Expired or not, a click below the floor is outside the window: the answer must
+            # not depend on when the timeline was last trimmed (a restore trims differently).
+            before = None
+        after = humans[position] if position < len(humans) else None
+        humans.insert(position, entry)
+        own = Delta(clicks=1, users=[click.user_id])
+        deltas = {entry.doc_key: own}
+        spent = self._spent(entry, after)
+        if spent is not None:
+            own.spent_sum, own.spent_count = spent, 1
+        if before is not None:
+            old, new = self._spent(before, after), self._spent(before, entry)
+            change = deltas.setdefault(before.doc_key, Delta())
+            change.spent_sum += (new or 0) - (old or 0)
+            change.spent_count += (new is not None) - (old is not None)
+        return deltas
+
+    def _spent(self, entry: Entry, following: Entry | None) -> int | None:
+        if following is None:
+            return None
+        gap = following.ts - entry.ts
+        return gap if gap <= self.session_timeout_ms else None
+
+    def _expire(self) -> set[str]:
+        floor = self.floor_ms
+        expired: set[str] = set()
+        # Trimming walks every user: once per minute of event time is enough.
+        if floor - self._expired_at < MINUTE_MS:
+            return expired
+        self._expired_at = floor
+        for user, timeline in list(self.users.items()):
+            if timeline.newest() < floor:
+                del self.users[user]
+                expired.add(user)
+            elif (timeline.humans and timeline.humans[0].ts < floor) or any(
+                ts < floor for ts in timeline.bots.values()
+            ):
+                timeline.expire(floor)
+        return expired
+
+
+def _order(entry: Entry) -> tuple[int, str]:
+    return (entry.ts, entry.event_id)

@@ -1,0 +1,222 @@
+"""The speed layer's pure core: exact time spent in any arrival order, replay-safe documents."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from speed.changelog import (
+    PARTITION_KEY,
+    decode_timeline,
+    encode_timeline,
+    records_for,
+)
+from speed.docs import DocTable, parse, render, speed_index
+from speed.state import MINUTE_MS, PartitionState, SpeedClick
+
+TIMEOUT = 30 * MINUTE_MS
+RETENTION = 4 * 3_600_000
+T0 = 1_780_000_000_000 - 1_780_000_000_000 % 3_600_000
+
+
+def click(offset: int, user: str, ts: int, url: str = "u1", *, bot: bool = False) -> SpeedClick:
+    """A click whose row key is a pure function of (user, ts, url), like the real one."""
+    key = f"{user}|{ts}|{url}".encode()
+    return SpeedClick(key, 0, offset, user, ts, f"e-{user}-{ts}-{url}", url, "DE", bot)
+
+
+def reference(clicks: list[SpeedClick]) -> dict[tuple[str, str, int], tuple[int, int, int, int]]:
+    """(clicks, bot clicks, time-spent sum, count) per document, straight from the definition."""
+    unique = {c.row_key: c for c in clicks}
+    out: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    by_user: dict[str, list[SpeedClick]] = defaultdict(list)
+    for c in unique.values():
+        if c.is_bot:
+            out[c.doc_key][1] += 1
+        else:
+            by_user[c.user_id].append(c)
+    for items in by_user.values():
+        items.sort(key=lambda c: (c.ts, c.event_id))
+        for here, following in zip(items, [*items[1:], None], strict=True):
+            row = out[here.doc_key]
+            row[0] += 1
+            if following is not None and following.ts - here.ts <= TIMEOUT:
+                row[2] += following.ts - here.ts
+                row[3] += 1
+    return {key: (a, b, c, d) for key, (a, b, c, d) in out.items()}
+
+
+def fold_all(batches: list[list[SpeedClick]]) -> DocTable:
+    """Fold batches through one partition state into a fresh document table."""
+    state = PartitionState(0, TIMEOUT, RETENTION)
+    table = DocTable(12)
+    for batch in batches:
+        table.apply(state.fold(batch).contributions)
+    return table
+
+
+def observed(table: DocTable) -> dict[tuple[str, str, int], tuple[int, int, int, int]]:
+    """The table's documents in the reference's shape (empty ones left out)."""
+    return {
+        key: (d.clicks, d.bot_clicks, d.spent_sum, d.spent_count)
+        for (_, key), d in table.docs.items()
+        if d.clicks or d.bot_clicks
+    }
+
+
+class TestTimeSpent:
+    def test_in_order_clicks_take_the_gap_to_the_next(self) -> None:
+        """Two clicks 5 min apart: the first has 5 min, the second none yet."""
+        table = fold_all([[click(0, "a", T0), click(1, "a", T0 + 5 * MINUTE_MS, "u2")]])
+        assert observed(table) == {
+            ("u1", "DE", T0): (1, 0, 5 * MINUTE_MS, 1),
+            ("u2", "DE", T0 + 5 * MINUTE_MS): (1, 0, 0, 0),
+        }
+
+    def test_a_late_click_splits_its_neighbours_gap(self) -> None:
+        """A click arriving between two others: the first's time spent shrinks to the new gap."""
+        first, last = click(0, "a", T0), click(1, "a", T0 + 20 * MINUTE_MS, "u3")
+        late = click(2, "a", T0 + 8 * MINUTE_MS, "u2")
+        table = fold_all([[first, last], [late]])
+        assert observed(table) == reference([first, last, late])
+        assert observed(table)[("u1", "DE", T0)] == (1, 0, 8 * MINUTE_MS, 1)
+
+    def test_a_gap_over_the_timeout_is_unknown(self) -> None:
+        """Past the session timeout the first click's time spent stays unknown (count 0)."""
+        table = fold_all([[click(0, "a", T0), click(1, "a", T0 + TIMEOUT + 1)]])
+        assert observed(table)[("u1", "DE", T0)] == (1, 0, 0, 0)
+
+    def test_bots_neither_get_nor_end_a_time_spent(self) -> None:
+        """A bot click between two human clicks changes nothing but bot_clicks."""
+        clicks = [click(0, "a", T0), click(1, "a", T0 + MINUTE_MS, bot=True)]
+        clicks.append(click(2, "a", T0 + 2 * MINUTE_MS))
+        table = fold_all([clicks])
+        assert observed(table)[("u1", "DE", T0)] == (1, 0, 2 * MINUTE_MS, 1)
+        assert observed(table)[("u1", "DE", T0 + MINUTE_MS)] == (0, 1, 0, 0)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.integers(0, 2**32), st.integers(1, 60), st.integers(1, 6))
+    def test_any_arrival_order_with_duplicates_matches_the_definition(
+        self, seed: int, events: int, users: int
+    ) -> None:
+        """Shuffled, duplicated clicks in random batches equal the definition, exactly."""
+        rng = random.Random(seed)
+        clicks = [
+            click(
+                0,
+                f"user{rng.randrange(users)}",
+                T0 + rng.randrange(3 * 3_600_000),
+                f"u{rng.randrange(3)}",
+                bot=rng.random() < 0.1,
+            )
+            for _ in range(events)
+        ]
+        delivered = clicks + rng.sample(clicks, k=min(len(clicks), 5))
+        rng.shuffle(delivered)
+        delivered = [
+            SpeedClick(c.row_key, 0, i, c.user_id, c.ts, c.event_id, c.url, c.country, c.is_bot)
+            for i, c in enumerate(delivered)
+        ]
+        cuts = sorted(rng.sample(range(len(delivered) + 1), k=min(3, len(delivered) + 1)))
+        batches = [delivered[a:b] for a, b in zip([0, *cuts], [*cuts, len(delivered)], strict=True)]
+        assert observed(fold_all(batches)) == reference(clicks)
+
+
+class TestReplay:
+    def test_a_replayed_batch_changes_no_document(self) -> None:
+        """The same offsets folded again (after a crash) are skipped by every document."""
+        clicks = [click(0, "a", T0), click(1, "b", T0 + 1), click(2, "a", T0 + MINUTE_MS)]
+        state = PartitionState(0, TIMEOUT, RETENTION)
+        table = DocTable(12)
+        table.apply(state.fold(clicks).contributions)
+        before = observed(table)
+        fresh = PartitionState(0, TIMEOUT, RETENTION)  # timelines lost, documents kept
+        changed = table.apply(fresh.fold(clicks).contributions)
+        assert changed == []
+        assert observed(table) == before
+
+    def test_restoring_from_the_changelog_continues_exactly(self) -> None:
+        """State checkpointed mid-stream, decoded into a new state, gives the same result."""
+        rng = random.Random(7)
+        clicks = [
+            click(i, f"user{rng.randrange(4)}", T0 + rng.randrange(7_200_000), f"u{i % 3}")
+            for i in range(80)
+        ]
+        straight = fold_all([clicks[:40], clicks[40:]])
+
+        state = PartitionState(0, TIMEOUT, RETENTION)
+        table = DocTable(12)
+        result = state.fold(clicks[:40])
+        table.apply(result.contributions)
+        records = records_for(state, result.changed_users, result.expired_users)
+        assert records[-1].key == PARTITION_KEY
+        restored = PartitionState(0, TIMEOUT, RETENTION)
+        restored.max_ts = state.max_ts
+        for record in records[:-1]:
+            assert record.value is not None
+            restored.users[record.key.decode()] = decode_timeline(record.value)
+        # The documents come back from Elasticsearch in their rendered form.
+        reloaded = DocTable(12)
+        reloaded.add(parse(0, render(d, "p").source, 12) for d in table.docs.values())
+        reloaded.apply(restored.fold(clicks[40:]).contributions)
+        assert observed(reloaded) == observed(straight)
+
+    def test_a_timeline_round_trips(self) -> None:
+        """encode/decode keep every entry, bot keys and the dedup set."""
+        state = PartitionState(0, TIMEOUT, RETENTION)
+        state.fold([click(0, "a", T0), click(1, "a", T0 + 5, bot=True)])
+        timeline = decode_timeline(encode_timeline(state.users["a"]))
+        assert timeline == state.users["a"]
+
+
+class TestHorizon:
+    def test_a_click_behind_the_window_is_left_to_the_batch(self) -> None:
+        """Older than newest - retention: not folded, and reported."""
+        state = PartitionState(0, TIMEOUT, RETENTION)
+        state.fold([click(0, "a", T0 + RETENTION + MINUTE_MS)])
+        result = state.fold([click(1, "b", T0)])
+        assert result.beyond_horizon == 1
+        assert result.contributions == []
+
+    def test_users_expire_after_the_window(self) -> None:
+        """A user whose newest click fell behind the window is forgotten (tombstoned)."""
+        state = PartitionState(0, TIMEOUT, RETENTION)
+        state.fold([click(0, "old", T0)])
+        result = state.fold([click(1, "new", T0 + RETENTION + 2 * MINUTE_MS)])
+        assert result.expired_users == {"old"}
+        assert set(state.users) == {"new"}
+        records = records_for(state, result.changed_users, result.expired_users)
+        assert [(r.key, r.value is None) for r in records[:-1]] == [(b"new", False), (b"old", True)]
+
+
+class TestDocuments:
+    def test_rendered_document_carries_version_and_sketch(self) -> None:
+        """The version is the last offset; the sketch estimates the distinct users."""
+        table = fold_all([[click(0, "a", T0), click(1, "b", T0 + 1), click(2, "a", T0 + 2)]])
+        (doc,) = table.docs.values()
+        rendered = render(doc, "cs")
+        assert rendered.version == 2
+        assert rendered.index == speed_index("cs", T0) == "cs-speed-" + _day(T0)
+        assert rendered.source["clicks"] == 3
+        assert rendered.source["unique_users"] == 2
+        assert rendered.source["time_spent_sum_ms"] == 2
+        assert rendered.source["time_spent_count"] == 1
+        assert rendered.doc_id.startswith("p0-")
+
+    @pytest.mark.parametrize("partition", [0, 3])
+    def test_document_ids_differ_per_partition(self, partition: int) -> None:
+        """Two partitions never share a document: each owns its own."""
+        table = fold_all([[click(0, "a", T0)]])
+        (doc,) = table.docs.values()
+        doc.partition = partition
+        assert doc.doc_id.startswith(f"p{partition}-")
+
+
+def _day(ms: int) -> str:
+    import time  # noqa: PLC0415
+
+    return time.strftime("%Y.%m.%d", time.gmtime(ms / 1000))
