@@ -18,6 +18,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from indexing.boundary import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL
+
 HOUR_MS = 3_600_000
 
 #: What the reader yields per stored click: only the columns the views need.
@@ -85,4 +87,36 @@ def batch_views(
         F.when(
             F.col("time_spent_count") > 0, F.col("time_spent_sum_ms") / F.col("time_spent_count")
         ),
+    )
+
+
+def batch_uniques(clicks: DataFrame, t0_ms: int, t1_ms: int) -> DataFrame:
+    """Exact distinct non-bot users per hour of ``[t0, t1)`` at the coarse levels: (url, all
+    countries), (all urls, country), (all urls, all countries). Columns: level, url (null at
+    the country and all levels), country (null at the url and all levels), hour, unique_users.
+
+    Distinct counts do not add up across groups, so each level is counted from the clicks; the
+    (url, country, hour) level is already exact in the views.
+    """
+    humans = clicks.filter(
+        ~F.col("is_bot") & (F.col("ts") >= F.lit(t0_ms)) & (F.col("ts") < F.lit(t1_ms))
+    ).select("user_id", "url", "country", _hour(F.col("ts")).alias("hour"))
+    null = F.lit(None).cast(StringType())
+
+    def level(name: str, url: Column, country: Column, *keys: str) -> DataFrame:
+        counted = humans.groupBy(*keys, "hour").agg(
+            F.countDistinct("user_id").cast("long").alias("unique_users")
+        )
+        return counted.select(
+            F.lit(name).alias("level"),
+            url.alias("url"),
+            country.alias("country"),
+            "hour",
+            "unique_users",
+        )
+
+    return (
+        level(LEVEL_URL, F.col("url"), null, "url")
+        .unionByName(level(LEVEL_COUNTRY, null, F.col("country"), "country"))
+        .unionByName(level(LEVEL_ALL, null, null))
     )

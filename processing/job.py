@@ -20,12 +20,13 @@ from pyspark.sql import SparkSession
 from clickstream.errors import ConfigError
 from clickstream.settings import Settings
 from hbase_schema.late import hour_of
+from indexing.boundary import ensure_uniques_index, move_boundary, prune_speed, uniques_index
 from indexing.client import connect
 from indexing.state import advance_watermark, read_watermark, state_index
 from indexing.templates import ViewNames
-from processing.aggregate import HOUR_MS, batch_views
+from processing.aggregate import HOUR_MS, batch_uniques, batch_views
 from processing.reader import read_clicks
-from processing.writer import write_views
+from processing.writer import write_uniques, write_views
 from storage import late as late_ledger
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,8 @@ class BatchResult:
     views: int
     seconds: float
     late_hours: int = 0
+    boundary_ms: int | None = None
+    pruned: tuple[str, ...] = ()
 
 
 def spark_session(settings: Settings, app: str = "clickstream-batch") -> SparkSession:
@@ -106,7 +109,8 @@ def run_batch(
     chunk_hours: int = 24,
 ) -> BatchResult:
     """Build and index the views of ``[t0, t1)`` chunk by chunk, advancing the watermark;
-    then recompute the earlier hours that late events touched (the late ledger)."""
+    then recompute the earlier hours that late events touched (the late ledger); then move the
+    time boundary to the watermark and prune the speed indices behind it."""
     check_range(t0_ms, t1_ms)
     started = time.monotonic()
     es = settings.elasticsearch
@@ -119,6 +123,7 @@ def run_batch(
             index=state_index(es.index_prefix),
             settings={"number_of_shards": 1, "number_of_replicas": es.replicas},
         )
+        ensure_uniques_index(client, es)
         views_total = 0
         watermark: int | None = None
         chunks = list(range(t0_ms, t1_ms, chunk_hours * HOUR_MS))
@@ -136,9 +141,21 @@ def run_batch(
             progress(f"late events: recomputed [{_iso(r0)}, {_iso(r1)}) -> {count} views")
         late_ledger.clear(settings.hbase, done)
         client.indices.refresh(index=ViewNames(es.index_prefix).batch_index)
+        client.indices.refresh(index=uniques_index(es.index_prefix))
+        # Only once the views are searchable may readers be switched to them.
+        boundary = move_boundary(client, es, watermark if watermark is not None else t1_ms)
+        pruned = prune_speed(client, es, boundary, settings.serving.speed_keep_days)
     finally:
         client.close()
-    result = BatchResult(t0_ms, t1_ms, views_total, time.monotonic() - started, len(late_hours))
+    result = BatchResult(
+        t0_ms,
+        t1_ms,
+        views_total,
+        time.monotonic() - started,
+        len(late_hours),
+        boundary,
+        tuple(pruned),
+    )
     log.info(
         "batch.done",
         t0=_iso(t0_ms),
@@ -146,13 +163,15 @@ def run_batch(
         views=views_total,
         late_hours=len(late_hours),
         late_keys_cleared=len(done),
+        boundary=_iso(boundary),
+        speed_indices_pruned=len(pruned),
         seconds=round(result.seconds, 1),
     )
     return result
 
 
 def _build_and_write(spark: SparkSession, settings: Settings, t0_ms: int, t1_ms: int) -> int:
-    """Views of ``[t0, t1)`` built and indexed; how many."""
+    """Views (and exact coarse uniques) of ``[t0, t1)`` built and indexed; how many views."""
     timeout_ms = settings.ingest.session_timeout_s * 1000
     # Read one session timeout past the range: time spent near its end is known.
     clicks = read_clicks(
@@ -166,9 +185,9 @@ def _build_and_write(spark: SparkSession, settings: Settings, t0_ms: int, t1_ms:
     # Humans and bots are aggregated apart from the same input: keep it, or HBase is read twice.
     clicks = clicks.persist()
     views = batch_views(clicks, t0_ms, t1_ms, timeout_ms, settings.batch.hll_lg_k).cache()
-    write_views(
-        views, settings.elasticsearch, ViewNames(settings.elasticsearch.index_prefix).batch_index
-    )
+    es = settings.elasticsearch
+    write_views(views, es, ViewNames(es.index_prefix).batch_index)
+    write_uniques(batch_uniques(clicks, t0_ms, t1_ms), es, uniques_index(es.index_prefix))
     count = views.count()
     views.unpersist()
     clicks.unpersist()

@@ -1,7 +1,8 @@
 """Writing batch views to Elasticsearch from the executors, in bulk, with deterministic ids.
 
-The id of a view document is a hash of (url, country, hour): re-running any range replaces the
-documents and never duplicates them. A document that Elasticsearch refuses fails the task (and
+The id of a view document is a hash of (url, country, hour), that of an exact-uniques document a
+hash of (level, url, country, hour): re-running any range replaces the documents and never
+duplicates them. A document that Elasticsearch refuses fails the task (and
 so the job) with the first errors quoted: nothing is dropped silently.
 """
 
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyspark.sql import DataFrame, Row
 
 from clickstream.errors import RetriableError
 from clickstream.settings import ElasticsearchSettings
+from indexing.boundary import uniques_id
 
 
 def view_id(url: str, country: str, hour_ms: int) -> str:
@@ -40,21 +42,47 @@ def view_document(row: Row) -> dict[str, Any]:
     }
 
 
-def _write_partition(settings: ElasticsearchSettings, index: str, rows: Iterator[Row]) -> None:
+def uniques_document(row: Row) -> dict[str, Any]:
+    """The Elasticsearch document of one exact-uniques row (see indexing/boundary.py)."""
+    return {
+        "level": row["level"],
+        "url": row["url"],
+        "country": row["country"],
+        "start": int(row["hour"]),
+        "unique_users": int(row["unique_users"]),
+    }
+
+
+def _view_action(index: str, row: Row) -> dict[str, Any]:
+    return {
+        "_op_type": "index",
+        "_index": index,
+        "_id": view_id(row["url"], row["country"], int(row["hour"])),
+        "_source": view_document(row),
+    }
+
+
+def _uniques_action(index: str, row: Row) -> dict[str, Any]:
+    return {
+        "_op_type": "index",
+        "_index": index,
+        "_id": uniques_id(row["level"], row["url"], row["country"], int(row["hour"])),
+        "_source": uniques_document(row),
+    }
+
+
+def _write_partition(
+    settings: ElasticsearchSettings,
+    index: str,
+    rows: Iterator[Row],
+    to_action: Callable[[str, Row], dict[str, Any]] = _view_action,
+) -> None:
     # Runs on an executor.
     from elasticsearch.helpers import streaming_bulk  # noqa: PLC0415
 
     from indexing.client import connect  # noqa: PLC0415
 
-    actions = (
-        {
-            "_op_type": "index",
-            "_index": index,
-            "_id": view_id(row["url"], row["country"], int(row["hour"])),
-            "_source": view_document(row),
-        }
-        for row in rows
-    )
+    actions = (to_action(index, row) for row in rows)
     client = connect(settings)
     errors = []
     try:
@@ -66,9 +94,16 @@ def _write_partition(settings: ElasticsearchSettings, index: str, rows: Iterator
     finally:
         client.close()
     if errors:
-        raise RetriableError(f"Elasticsearch refused {len(errors)} view documents: {errors[:3]}")
+        raise RetriableError(
+            f"Elasticsearch refused {len(errors)} documents of {index}: {errors[:3]}"
+        )
 
 
 def write_views(views: DataFrame, settings: ElasticsearchSettings, index: str) -> None:
     """Index every view row into ``index`` from the executors."""
     views.foreachPartition(lambda rows: _write_partition(settings, index, rows))
+
+
+def write_uniques(uniques: DataFrame, settings: ElasticsearchSettings, index: str) -> None:
+    """Index every exact-uniques row into ``index`` from the executors."""
+    uniques.foreachPartition(lambda rows: _write_partition(settings, index, rows, _uniques_action))
