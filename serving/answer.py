@@ -1,0 +1,84 @@
+"""The answer to a query, and its plain-data form (JSON for the API and ``--format json``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from serving.merge import Group, Metrics, UniqueUsers
+from serving.params import HOUR_MS, MetricsQuery, iso
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Merged measures of a query, with what a reader needs to trust them."""
+
+    query: MetricsQuery
+    boundary_ms: int | None
+    speed_until_ms: int | None
+    late_events_waiting: int | None
+    total: Metrics
+    groups: tuple[Group, ...]
+    group_count: int
+    notes: tuple[str, ...] = ()
+
+
+def notes_for(query: MetricsQuery, boundary_ms: int | None, late_error: str | None) -> list[str]:
+    """Caveats of an answer that the numbers alone do not show."""
+    notes = []
+    if boundary_ms is not None and query.from_ms < boundary_ms:
+        batch_end = min(query.to_ms, boundary_ms)
+        if query.from_ms % HOUR_MS or batch_end % HOUR_MS:
+            notes.append(
+                "before the boundary the views are hourly: an hour counts when it starts in "
+                "the range"
+            )
+    if late_error is not None:
+        notes.append(f"late events waiting unknown: {late_error}")
+    return notes
+
+
+def unique_users_dict(users: UniqueUsers) -> dict[str, Any]:
+    """Unique users as plain data."""
+    return {
+        "value": users.value,
+        "exact": users.exact,
+        "lower_bound": users.lower_bound,
+        "upper_bound": users.upper_bound,
+        "confidence": users.confidence,
+        "source": users.source,
+    }
+
+
+def metrics_dict(metrics: Metrics) -> dict[str, Any]:
+    """Measures as plain data."""
+    return {
+        "clicks": metrics.clicks,
+        "bot_clicks": metrics.bot_clicks,
+        "unique_users": unique_users_dict(metrics.unique_users),
+        "time_spent_sum_ms": metrics.time_spent_sum_ms,
+        "time_spent_count": metrics.time_spent_count,
+        "clicks_without_time_spent": metrics.clicks_without_time_spent,
+        "avg_time_spent_ms": metrics.avg_time_spent_ms,
+        "documents": metrics.documents,
+    }
+
+
+def answer_dict(answer: Answer) -> dict[str, Any]:
+    """The whole answer as plain data (the API's response body)."""
+    query = answer.query
+    return {
+        "range": {"from": iso(query.from_ms), "to": iso(query.to_ms)},
+        "filters": {"url_prefix": query.url_prefix, "country": query.country},
+        "group_by": list(query.group_by),
+        "top": query.top,
+        "boundary": None if answer.boundary_ms is None else iso(answer.boundary_ms),
+        "speed_until": None if answer.speed_until_ms is None else iso(answer.speed_until_ms),
+        "late_events_waiting": answer.late_events_waiting,
+        "total": metrics_dict(answer.total),
+        "group_count": answer.group_count,
+        "groups": [
+            {"url": g.url, "country": g.country, **metrics_dict(g.metrics)} for g in answer.groups
+        ],
+        "notes": list(answer.notes),
+    }

@@ -1,0 +1,76 @@
+"""One query, end to end: the boundary, the documents, the merge, the freshness facts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from elasticsearch import Elasticsearch
+
+from clickstream.closing import Closeable
+from clickstream.settings import Settings
+from indexing.boundary import read_boundary
+from indexing.client import connect
+from serving import search
+from serving.answer import Answer, notes_for
+from serving.merge import Group, metrics, needed_uniques, select
+from serving.params import MetricsQuery
+
+#: Counts the late events waiting: (count or None, why unknown or None).
+LateCounter = Callable[[], tuple[int | None, str | None]]
+
+
+class MetricsService(Closeable):
+    """Answers :class:`MetricsQuery` from Elasticsearch; one client, connected on first use."""
+
+    def __init__(self, settings: Settings, late_counter: LateCounter | None = None) -> None:
+        self._settings = settings
+        self._client: Elasticsearch | None = None
+        self._late_counter = late_counter or (lambda: search.late_events_waiting(settings.hbase))
+
+    @property
+    def client(self) -> Elasticsearch:
+        """The Elasticsearch client (created lazily)."""
+        if self._client is None:
+            self._client = connect(self._settings.elasticsearch)
+        return self._client
+
+    def close(self) -> None:
+        """Close the client, if one was made."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def healthy(self) -> bool:
+        """Whether Elasticsearch answers."""
+        try:
+            return bool(self.client.ping())
+        except Exception:  # noqa: BLE001 - any failure means "not healthy", reported as such
+            return False
+
+    def query(self, query: MetricsQuery) -> Answer:
+        """Merge the batch and speed views of the query's selection into an answer."""
+        prefix = self._settings.elasticsearch.index_prefix
+        limit = self._settings.serving.max_documents
+        lg_k = self._settings.batch.hll_lg_k
+        with search.unavailable_as_error(self._settings.elasticsearch.url):
+            # The boundary first: it only moves forward, so an exact flag decided on it stays true.
+            boundary = read_boundary(self.client, prefix)
+            count = search.count_views(self.client, prefix, query)
+            if count > limit:
+                raise search.too_broad(count, limit)
+            docs = search.fetch_views(self.client, prefix, query, limit) if count else []
+            total, selections, group_count = select(query, boundary, docs)
+            stored = search.exact_uniques(self.client, prefix, needed_uniques([total, *selections]))
+            speed_until = search.speed_until(self.client, prefix)
+        late, late_error = self._late_counter()
+        groups = tuple(Group(s.url, s.country, metrics(s, stored, lg_k)) for s in selections)
+        return Answer(
+            query=query,
+            boundary_ms=boundary,
+            speed_until_ms=speed_until,
+            late_events_waiting=late,
+            total=metrics(total, stored, lg_k),
+            groups=groups,
+            group_count=group_count,
+            notes=tuple(notes_for(query, boundary, late_error)),
+        )
