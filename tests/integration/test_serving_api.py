@@ -1,0 +1,446 @@
+"""The serving layer on the real Elasticsearch (and HBase late ledger): values and fuzzing.
+
+Known documents go into a batch index and a speed index with the boundary moved between them;
+the API (FastAPI TestClient) and the CLI (a real `clickstream query` process) must return the
+exact sums, a merged unique-user estimate whose bounds hold the truth, and the right exact flag.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import datasketches
+import httpx
+import pytest
+from elasticsearch import Elasticsearch
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, event, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from clickstream.settings import Settings
+from hbase_schema.late import LATE_COLUMN, late_table
+from indexing.boundary import (
+    LEVEL_ALL,
+    LEVEL_COUNTRY,
+    LEVEL_URL,
+    ensure_uniques_index,
+    move_boundary,
+    uniques_id,
+    uniques_index,
+)
+from indexing.client import connect
+from indexing.templates import ViewNames, create_templates, drop_views
+from serving.api import create_app
+from storage.admin import drop_tables
+from storage.connection import connect as hbase_connect
+from storage.late import ensure_late_table
+
+pytestmark = pytest.mark.integration
+
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+H = int(datetime(2026, 11, 20, 10, tzinfo=UTC).timestamp() * 1000)
+BOUNDARY = H + 2 * HOUR_MS
+A, B = "https://a.example/p", "https://b.example/q"
+PARAMS = ("from", "to", "url", "country", "group_by", "top")
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def users(prefix: str, count: int, start: int = 0) -> list[str]:
+    return [f"{prefix}{i}" for i in range(start, start + count)]
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One known view and the users behind it."""
+
+    url: str
+    country: str
+    start: int
+    clicks: int
+    members: tuple[str, ...]
+    spent: tuple[int, int] = (0, 0)
+    bots: int = 0
+
+    def source(self) -> dict[str, Any]:
+        sketch = datasketches.hll_sketch(12)
+        for user in self.members:
+            sketch.update(user)
+        return {
+            "url": self.url,
+            "country": self.country,
+            "start": self.start,
+            "clicks": self.clicks,
+            "bot_clicks": self.bots,
+            "unique_users": len(set(self.members)),
+            "users_sketch": base64.b64encode(sketch.serialize_compact()).decode(),
+            "time_spent_sum_ms": self.spent[0],
+            "time_spent_count": self.spent[1],
+            "avg_time_spent_ms": self.spent[0] / self.spent[1] if self.spent[1] else None,
+        }
+
+
+BATCH = [
+    Doc(A, "DE", H, 10, tuple(users("a", 10)), spent=(6000, 6)),
+    Doc(A, "FR", H, 4, tuple(users("a", 4, 5)), spent=(1000, 2)),
+    Doc(B, "DE", H, 3, tuple(users("b", 3)), bots=2),
+    Doc(A, "DE", H + HOUR_MS, 5, tuple(users("a", 5)), spent=(500, 1)),
+]
+SPEED = [
+    Doc(A, "DE", BOUNDARY + MINUTE_MS, 2, ("a0", "s1"), spent=(200, 1)),
+    Doc(B, "FR", BOUNDARY + 3 * MINUTE_MS, 1, ("s2",)),
+]
+#: Behind the boundary: in a speed index, but the alias must hide it.
+HIDDEN = Doc(A, "DE", H + HOUR_MS + 5 * MINUTE_MS, 100, tuple(users("x", 50)))
+
+
+def exact_counts() -> dict[str, int]:
+    """The exact-uniques documents the batch job would write for BATCH."""
+    sets: dict[str, set[str]] = {}
+    for doc in BATCH:
+        for key in (
+            uniques_id(LEVEL_URL, doc.url, None, doc.start),
+            uniques_id(LEVEL_COUNTRY, None, doc.country, doc.start),
+            uniques_id(LEVEL_ALL, None, None, doc.start),
+        ):
+            sets.setdefault(key, set()).update(doc.members)
+    return {key: len(members) for key, members in sets.items()}
+
+
+def speed_index(prefix: str, start: int) -> str:
+    return f"{prefix}-speed-{datetime.fromtimestamp(start / 1000, tz=UTC):%Y.%m.%d}"
+
+
+def index_all(client: Elasticsearch, settings: Settings) -> None:
+    """BATCH, the exact uniques, SPEED and HIDDEN; then the boundary moved between them."""
+    es = settings.elasticsearch
+    prefix = es.index_prefix
+    for doc in BATCH:
+        client.index(index=ViewNames(prefix).batch_index, document=doc.source())
+    ensure_uniques_index(client, es)
+    for doc_id, count in exact_counts().items():
+        level_doc = {"level": "x", "url": None, "country": None, "start": H, "unique_users": count}
+        client.index(index=uniques_index(prefix), id=doc_id, document=level_doc)
+    for doc in [*SPEED, HIDDEN]:
+        speed = {**doc.source(), "partition": 0, "last_offset": 7}
+        client.index(index=speed_index(prefix, doc.start), document=speed)
+    client.indices.refresh(index=f"{prefix}-*")
+    move_boundary(client, es, BOUNDARY)
+
+
+def put_late_events(settings: Settings) -> int:
+    """Two late events in the ledger, one touching two hours (3 keys); how many events."""
+    ensure_late_table(settings.hbase)
+    event_a, event_b = b"\x01" * 21, b"\x02" * 21
+    keys = [struct.pack(">Q", H) + event_a, struct.pack(">Q", H - HOUR_MS) + event_a]
+    keys.append(struct.pack(">Q", H) + event_b)
+    connection = hbase_connect(settings.hbase)
+    try:
+        table = connection.table(late_table(settings.hbase.table))
+        for key in keys:
+            table.put(key, {LATE_COLUMN: b""})
+    finally:
+        connection.close()
+    return 2
+
+
+@pytest.fixture
+def served(settings: Settings) -> Iterator[Settings]:
+    """Known views, exact uniques, a moved boundary and a late ledger under the test's names."""
+    client = connect(settings.elasticsearch)
+    create_templates(client, settings.elasticsearch)
+    index_all(client, settings)
+    put_late_events(settings)
+    yield settings
+    drop_views(client, settings.elasticsearch)
+    client.close()
+    drop_tables(settings)
+
+
+@pytest.fixture
+def api(served: Settings) -> Iterator[TestClient]:
+    """The HTTP API over the test's data."""
+    with TestClient(create_app(served)) as client:
+        yield client
+
+
+def union(docs: Iterable[Doc]) -> set[str]:
+    return {user for doc in docs for user in doc.members}
+
+
+def check_totals(body: dict[str, Any], docs: list[Doc]) -> None:
+    """Exact sums of ``docs`` and a unique-user estimate whose bounds hold the truth."""
+    total = body["total"]
+    assert total["clicks"] == sum(d.clicks for d in docs)
+    assert total["bot_clicks"] == sum(d.bots for d in docs)
+    assert total["time_spent_sum_ms"] == sum(d.spent[0] for d in docs)
+    assert total["time_spent_count"] == sum(d.spent[1] for d in docs)
+    assert total["clicks_without_time_spent"] == total["clicks"] - total["time_spent_count"]
+    assert total["documents"] == len(docs)
+    truth = len(union(docs))
+    users = total["unique_users"]
+    assert users["lower_bound"] <= truth <= users["upper_bound"]
+
+
+class TestValues:
+    def test_range_across_the_boundary_merges_both_layers(self, api: TestClient) -> None:
+        """Three hours: batch hours + speed minutes, the hidden speed doc left out; unique
+        users unioned across layers (an estimate), with the freshness facts."""
+        response = api.get("/v1/metrics", params={"from": iso(H), "to": iso(H + 3 * HOUR_MS)})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        check_totals(body, [*BATCH, *SPEED])
+        assert body["total"]["unique_users"]["exact"] is False
+        # So few users are held exactly by the sketch (list mode), yet the flag says estimate.
+        assert body["total"]["unique_users"]["value"] == len(union([*BATCH, *SPEED]))
+        assert body["total"]["avg_time_spent_ms"] == pytest.approx(7700 / 10)
+        assert body["boundary"] == iso(BOUNDARY)
+        assert body["speed_until"] == iso(SPEED[1].start + MINUTE_MS)
+        assert body["late_events_waiting"] == 2
+        assert body["range"] == {"from": iso(H), "to": iso(H + 3 * HOUR_MS)}
+
+    def test_one_hour_behind_the_boundary_is_exact_at_every_level(self, api: TestClient) -> None:
+        """Total from (*, *), url groups from (url, *), url x country from the views."""
+        hour = {"from": iso(H), "to": iso(H + HOUR_MS)}
+        body = api.get("/v1/metrics", params=hour).json()
+        assert body["total"]["unique_users"] == {
+            "value": 13,
+            "exact": True,
+            "lower_bound": 13,
+            "upper_bound": 13,
+            "confidence": 1.0,
+            "source": "uniques",
+        }
+        by_url = api.get("/v1/metrics", params={**hour, "group_by": "url"}).json()["groups"]
+        assert [(g["url"], g["clicks"], g["unique_users"]["value"]) for g in by_url] == [
+            (A, 14, 10),
+            (B, 3, 3),
+        ]
+        assert all(g["unique_users"]["exact"] for g in by_url)
+        cells = api.get("/v1/metrics", params={**hour, "group_by": "url,country", "top": 2})
+        groups = cells.json()["groups"]
+        assert [(g["url"], g["country"], g["unique_users"]["value"]) for g in groups] == [
+            (A, "DE", 10),
+            (A, "FR", 4),
+        ]
+        assert all(g["unique_users"]["source"] == "view" for g in groups)
+        assert cells.json()["group_count"] == 3
+
+    def test_filters_are_prefix_and_upper_cased_term(self, api: TestClient) -> None:
+        """url is a prefix of the keyword, country a term however it is cased."""
+        params = {"from": iso(H), "to": iso(H + HOUR_MS), "url": "https://a.", "country": "de"}
+        body = api.get("/v1/metrics", params=params).json()
+        check_totals(body, [BATCH[0]])
+        assert body["total"]["unique_users"]["exact"] is True
+        assert body["filters"] == {"url_prefix": "https://a.", "country": "DE"}
+
+    def test_speed_only_range_is_an_estimate_with_bounds(self, api: TestClient) -> None:
+        """After the boundary only speed minutes count, grouped by country."""
+        params = {"from": iso(BOUNDARY), "to": iso(BOUNDARY + HOUR_MS), "group_by": "country"}
+        body = api.get("/v1/metrics", params=params).json()
+        check_totals(body, SPEED)
+        assert [(g["country"], g["clicks"]) for g in body["groups"]] == [("DE", 2), ("FR", 1)]
+        assert not any(g["unique_users"]["exact"] for g in body["groups"])
+
+    def test_the_cli_answers_the_same_json(self, served: Settings, api: TestClient) -> None:
+        """`clickstream query --format json` in a real process, configured by environment."""
+        env = {
+            **os.environ,
+            "CLICKSTREAM_ELASTICSEARCH__INDEX_PREFIX": served.elasticsearch.index_prefix,
+            "CLICKSTREAM_HBASE__TABLE": served.hbase.table,
+        }
+        args = ["--from", iso(H), "--to", iso(H + 3 * HOUR_MS), "--group-by", "url"]
+        result = subprocess.run(
+            [sys.executable, "-m", "clickstream.cli", "query", *args, "--format", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        body = json.loads(result.stdout)
+        check_totals(body, [*BATCH, *SPEED])
+        assert body["late_events_waiting"] == 2
+        http = api.get(
+            "/v1/metrics",
+            params={"from": iso(H), "to": iso(H + 3 * HOUR_MS), "group_by": "url"},
+        ).json()
+        assert body == http
+
+    def test_the_cli_names_the_flag_to_fix(self, served: Settings) -> None:
+        """A bad time is one error line naming --to."""
+        result = subprocess.run(
+            [sys.executable, "-m", "clickstream.cli", "query", "--from", iso(H), "--to", iso(H)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert result.stderr.startswith("clickstream: error: --to: ")
+        assert "Traceback" not in result.stderr
+
+
+def free_port() -> int:
+    """A port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_clickstream_serve_answers_over_http(served: Settings) -> None:
+    """`clickstream serve` as a real process: /healthz, then the same answer as the app."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CLICKSTREAM_ELASTICSEARCH__INDEX_PREFIX": served.elasticsearch.index_prefix,
+        "CLICKSTREAM_HBASE__TABLE": served.hbase.table,
+        "CLICKSTREAM_SERVING__PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clickstream.cli", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"{base}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "clickstream serve did not start"
+                assert process.poll() is None, "clickstream serve exited"
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok", "elasticsearch": True}
+        params = {"from": iso(H), "to": iso(H + HOUR_MS), "group_by": "country"}
+        body = httpx.get(f"{base}/v1/metrics", params=params, timeout=30).json()
+        check_totals(body, BATCH[:3])
+        assert [(g["country"], g["unique_users"]["value"]) for g in body["groups"]] == [
+            ("DE", 13),
+            ("FR", 4),
+        ]
+        assert all(g["unique_users"]["exact"] for g in body["groups"])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+class TestRefusals:
+    def test_a_too_broad_selection_is_refused(self, served: Settings) -> None:
+        """More documents than serving.max_documents: 422 naming from,to and the setting."""
+        small = served.model_copy(
+            update={"serving": served.serving.model_copy(update={"max_documents": 3})}
+        )
+        with TestClient(create_app(small)) as client:
+            response = client.get("/v1/metrics", params={"from": iso(H), "to": iso(BOUNDARY)})
+        assert response.status_code == 422
+        body = response.json()
+        assert body["parameter"] == "from,to"
+        assert "serving.max_documents = 3" in body["message"]
+
+    def test_elasticsearch_down_is_503(self, settings: Settings) -> None:
+        """Nothing listens: a 503 saying so, and /healthz says unavailable."""
+        down = settings.model_copy(
+            update={
+                "elasticsearch": settings.elasticsearch.model_copy(
+                    update={"url": "http://127.0.0.1:9", "request_timeout_s": 2.0}
+                )
+            }
+        )
+        with TestClient(create_app(down)) as client:
+            response = client.get("/v1/metrics", params={"from": iso(H), "to": iso(BOUNDARY)})
+            health = client.get("/healthz")
+        assert response.status_code == 503
+        assert "unreachable" in response.json()["message"]
+        assert health.status_code == 503
+        assert health.json() == {"status": "unavailable", "elasticsearch": False}
+
+    def test_openapi_schema_and_health(self, api: TestClient) -> None:
+        """/openapi.json describes every parameter; /healthz is ok."""
+        schema = api.get("/openapi.json").json()
+        parameters = schema["paths"]["/v1/metrics"]["get"]["parameters"]
+        assert {p["name"] for p in parameters} == set(PARAMS)
+        assert api.get("/healthz").json() == {"status": "ok", "elasticsearch": True}
+
+
+TEXT = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)
+BAD_TIMES = st.one_of(
+    st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+    st.datetimes().map(lambda d: d.isoformat()),  # no offset
+    st.sampled_from(["1969-12-31T00:00:00Z", "9999-12-31T23:59:59-12:00", "now", ""]),
+    TEXT,
+)
+OPTIONAL = {
+    "url": st.one_of(st.sampled_from(["https://a.", A, "", "x" * 9000, "é" * 5000]), TEXT),
+    "country": st.one_of(st.sampled_from(["DE", "fr", "ZZ", "DEU", "1a", ""]), TEXT),
+    "group_by": st.one_of(
+        st.sampled_from(["url", "country", "url,country", "country,url", "none", ""]), TEXT
+    ),
+    "top": st.one_of(
+        st.integers(min_value=-(10**30), max_value=10**30).map(str),
+        st.integers(min_value=1, max_value=5).map(str),
+        st.sampled_from(["0", "-1", "10001", "1e3", ""]),
+        TEXT,
+    ),
+}
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> dict[str, str]:
+    """Mostly well-formed ranges around the data, each parameter sometimes garbage."""
+    start = H + draw(st.integers(min_value=-2, max_value=8)) * HOUR_MS // 2
+    length = draw(st.integers(min_value=-1, max_value=8)) * HOUR_MS // 2
+    params: dict[str, str] = {"from": iso(start), "to": iso(start + length)}
+    for name in ("from", "to"):
+        choice = draw(st.sampled_from(["keep", "keep", "keep", "garbage", "absent"]))
+        if choice == "garbage":
+            params[name] = draw(BAD_TIMES)
+        elif choice == "absent":
+            del params[name]
+    for name, values in OPTIONAL.items():
+        if draw(st.booleans()):
+            params[name] = draw(values)
+    return params
+
+
+@given(params=queries())
+@hypothesis_settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_any_parameters_get_an_answer_or_a_4xx_naming_the_parameter(
+    api: TestClient, params: dict[str, str]
+) -> None:
+    """Never a 5xx; every refusal names the offending parameter in its body."""
+    response = api.get("/v1/metrics", params=params)
+    assert response.status_code < 500, (params, response.text)
+    body = response.json()
+    event(f"status {response.status_code} {body.get('parameter') or ''}".strip())
+    if response.status_code >= 400:
+        named = body["parameter"].split(",")
+        assert set(named) <= set(PARAMS), body
+        assert all(name in body["message"] for name in named), body
+    else:
+        assert response.status_code == 200
+        assert body["total"]["clicks"] >= 0
+        assert body["boundary"] == iso(BOUNDARY)
