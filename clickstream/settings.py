@@ -169,6 +169,12 @@ class IngestSettings(_Section):
 
     group_id: str = Field("clickstream-ingest", description="Kafka consumer group.")
     batch_size: int = Field(500, ge=1, description="Messages per consume/write batch.")
+    poll_timeout_ms: int = Field(
+        100,
+        ge=1,
+        description="Longest wait for a batch to fill; bounds the speed layer's latency at "
+        "low rates (a full batch goes at once).",
+    )
     max_message_bytes: int = Field(65_536, ge=1, description="Larger messages go to the DLQ.")
     session_timeout_s: int = Field(1800, ge=1, description="Gap that ends a user's session.")
     geoip_database: Path | None = Field(

@@ -50,6 +50,8 @@ class LoopConfig:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 30.0
     exit_when_idle_s: float | None = None
+    #: Longest wait for a batch to fill: at low rates, how long an event may sit unprocessed.
+    poll_timeout_s: float = 0.1
     session_timeout_ms: int = 1_800_000
     #: The speed layer's compacted changelog (only used when a speed layer is given).
     changelog_topic: str = ""
@@ -109,7 +111,9 @@ class IngestLoop:
         self._metrics.set_health(status="ok", assigned=[], paused=False)
         while not self._stopping:
             self._notifier.watchdog()
-            messages = self._consumer.consume(self.config.batch_size, timeout=0.5)
+            messages = self._consumer.consume(
+                self.config.batch_size, timeout=self.config.poll_timeout_s
+            )
             incoming = self._incoming(messages)
             if not incoming:
                 if self._idle_expired():

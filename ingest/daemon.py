@@ -98,6 +98,7 @@ def build_loop(
         clicks_topic=kafka.clicks_topic,
         dlq_topic=kafka.dlq_topic,
         batch_size=ingest.batch_size,
+        poll_timeout_s=ingest.poll_timeout_ms / 1000,
         salt_buckets=settings.hbase.salt_buckets,
         limits=Limits.from_settings(ingest),
         backoff_initial_s=ingest.backoff_initial_ms / 1000,

@@ -15,8 +15,8 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -129,21 +129,30 @@ class TrafficSpec:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One Kafka message; ``kind``, ``reason`` (malformed only) and ``late`` are for tests."""
+    """One Kafka message; ``kind``, ``reason`` (malformed only), ``late`` and ``event`` (what
+    the truth sees of it; None when malformed) are for tests."""
 
     key: bytes | None
     value: bytes
     kind: Literal["valid", "duplicate", "malformed"]
     reason: Reason | None = None
     late: bool = False
+    event: TruthEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Traffic:
-    """Messages in delivery order and the true metrics of the valid ones."""
+    """Messages in delivery order, the true metrics of the valid ones, and each IP's country
+    (as the geo database gives it)."""
 
     messages: list[Message]
     truth: GroundTruth
+    countries: Mapping[str, str] = field(default_factory=dict)
+
+    def truth_of(self, count: int) -> GroundTruth:
+        """The ground truth of the first ``count`` messages alone (a run in progress)."""
+        events = [m.event for m in self.messages[:count] if m.event is not None]
+        return compute_truth(events, self.countries.__getitem__, self.truth.session_timeout_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +201,7 @@ def generate(spec: TrafficSpec, seed: int, geo: GeoSample) -> Traffic:
                 referrer = rng.choice(EXTERNAL_REFERRERS) or None
             body, event = _event(spec, rng, user, at=at, page=page, referrer=referrer)
             referrer = page.canonical
-            message = Message(user.user_id.encode(), _dump(body), "valid")
+            message = Message(user.user_id.encode(), _dump(body), "valid", event=event)
             drafts.append(_Draft(at + rng.randrange(DELIVERY_JITTER_MS), message, event, body))
 
     late = _make_late(spec, rng, drafts)
@@ -218,7 +227,7 @@ def generate(spec: TrafficSpec, seed: int, geo: GeoSample) -> Traffic:
         "geo_networks": len(geo.networks),
     }
     truth = replace(truth, summary=summary, meta=meta)
-    return Traffic([draft.message for draft in everything], truth)
+    return Traffic([draft.message for draft in everything], truth, countries)
 
 
 def _dump(body: Any) -> bytes:

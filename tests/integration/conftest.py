@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings, load_settings
 from clickstream.stack.manager import Stack
@@ -40,6 +41,16 @@ def stack(base_settings: Settings) -> Iterator[Stack]:
     yield stack
     if not was_up and os.environ.get("CLICKSTREAM_KEEP_STACK") != "1":
         stack.down()
+
+
+@pytest.fixture(scope="module")
+def spark(stack: Stack) -> Iterator[SparkSession]:
+    """One local Spark session per test module (starting one takes ~10 s)."""
+    from processing.job import spark_session  # noqa: PLC0415 - only batch tests pay for it
+
+    session = spark_session(stack.settings, app="clickstream-tests")
+    yield session
+    session.stop()
 
 
 @pytest.fixture

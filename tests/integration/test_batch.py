@@ -23,7 +23,7 @@ from indexing.state import read_watermark, state_index
 from indexing.templates import ViewNames, create_templates, drop_views
 from ingest.generate import Traffic, publish
 from processing.aggregate import HOUR_MS
-from processing.job import default_range, run_batch, spark_session
+from processing.job import default_range, run_batch
 from processing.writer import view_id
 from storage import late as late_ledger
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms
@@ -32,14 +32,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBMIT = ROOT / "deploy" / "spark" / "submit.sh"
-
-
-@pytest.fixture(scope="module")
-def spark(base_settings: Settings) -> Iterator[SparkSession]:
-    """One local Spark session for the module (starting one takes ~10 s)."""
-    session = spark_session(base_settings, app="clickstream-tests")
-    yield session
-    session.stop()
 
 
 @pytest.fixture
