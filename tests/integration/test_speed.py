@@ -13,11 +13,15 @@ import datasketches
 import pytest
 from elasticsearch import Elasticsearch
 
+from clickstream.errors import RetriableError
 from clickstream.settings import Settings
 from indexing.client import connect as es_connect
 from ingest.generate import Traffic, publish
 from ingest.harness import committed
 from ingest.truth import GroundTruth
+from speed.docs import Rendered, render
+from speed.state import ViewDoc
+from speed.store import SpeedStore
 from tests.integration.helpers import HOUR_MS, Spawn, make_traffic
 
 pytestmark = pytest.mark.integration
@@ -120,3 +124,54 @@ def test_sigkilled_daemons_count_nothing_twice(pipeline: Settings, spawn: Spawn)
     log = spawn("a", "--exit-when-idle", "3").finish()
     assert '"event": "speed.restored"' in log
     assert_speed_equals_truth(pipeline, traffic)
+
+
+class TestStore:
+    """SpeedStore against the real Elasticsearch: external versions fence stale writers."""
+
+    KEY = ("https://a.example/", "DE", 1_796_083_200_000)
+
+    def _doc(self, prefix: str, offset: int, clicks: int) -> Rendered:
+        doc = ViewDoc(0, self.KEY, 12)
+        doc.clicks, doc.last_offset = clicks, offset
+        return render(doc, prefix)
+
+    def test_a_stale_owner_cannot_overwrite_a_newer_document(self, pipeline: Settings) -> None:
+        """A write at a lower offset (a zombie after a rebalance) or the same one (a replay)
+        is refused and leaves the newer document as it is."""
+        prefix = pipeline.elasticsearch.index_prefix
+        store = SpeedStore(es_connect(pipeline.elasticsearch), prefix, 12)
+        try:
+            assert store.write([self._doc(prefix, offset=10, clicks=5)]) == 1
+            assert store.write([self._doc(prefix, offset=7, clicks=3)]) == 0  # stale owner
+            assert store.write([self._doc(prefix, offset=10, clicks=5)]) == 0  # replay
+            (loaded,) = store.load([(0, self.KEY)])
+            assert (loaded.clicks, loaded.last_offset) == (5, 10)
+            assert store.write([self._doc(prefix, offset=11, clicks=6)]) == 1
+            (loaded,) = store.load([(0, self.KEY)])
+            assert loaded.clicks == 6
+        finally:
+            store.close()
+
+    def test_loading_from_a_missing_index_finds_nothing(self, pipeline: Settings) -> None:
+        """A document of a day with no index yet is simply new."""
+        store = SpeedStore(
+            es_connect(pipeline.elasticsearch), pipeline.elasticsearch.index_prefix, 12
+        )
+        try:
+            assert store.load([(3, ("https://b.example/", "FR", 0))]) == []
+        finally:
+            store.close()
+
+    def test_an_unreachable_cluster_is_a_retriable_error(self, pipeline: Settings) -> None:
+        """No Elasticsearch: RetriableError, so the daemon pauses and retries, never crashes."""
+        dead = pipeline.elasticsearch.model_copy(
+            update={"url": "http://127.0.0.1:1", "request_timeout_s": 1.0}
+        )
+        prefix = pipeline.elasticsearch.index_prefix
+        store = SpeedStore(es_connect(dead), prefix, 12)
+        try:
+            with pytest.raises(RetriableError, match="bulk of speed documents failed"):
+                store.write([self._doc(prefix, offset=1, clicks=1)])
+        finally:
+            store.close()
