@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from hbase_schema.late import hour_of
 from serving.merge import Group, Metrics, UniqueUsers
 from serving.params import HOUR_MS, MetricsQuery, iso
+
+
+@dataclass(frozen=True, slots=True)
+class LateEvents:
+    """Late events in the ledger, waiting for the next batch run (None: ledger unreadable)."""
+
+    waiting: int | None
+    touching_range: int | None
+    error: str | None = None
+
+
+def late_events(keys: Iterable[bytes] | None, query: MetricsQuery, error: str | None) -> LateEvents:
+    """Distinct late events (a ledger key is ``hour | event key``, one per hour an event
+    changes): all of them, and those changing an hour that overlaps the range."""
+    if keys is None:
+        return LateEvents(None, None, error)
+    events: set[bytes] = set()
+    touching: set[bytes] = set()
+    for key in keys:
+        event = key[8:]
+        events.add(event)
+        hour = hour_of(key)
+        if hour + HOUR_MS > query.from_ms and hour < query.to_ms:
+            touching.add(event)
+    return LateEvents(len(events), len(touching))
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +43,7 @@ class Answer:
     query: MetricsQuery
     boundary_ms: int | None
     speed_until_ms: int | None
-    late_events_waiting: int | None
+    late: LateEvents
     total: Metrics
     groups: tuple[Group, ...]
     group_count: int
@@ -74,7 +101,8 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "top": query.top,
         "boundary": None if answer.boundary_ms is None else iso(answer.boundary_ms),
         "speed_until": None if answer.speed_until_ms is None else iso(answer.speed_until_ms),
-        "late_events_waiting": answer.late_events_waiting,
+        "late_events_waiting": answer.late.waiting,
+        "late_events_in_range": answer.late.touching_range,
         "total": metrics_dict(answer.total),
         "group_count": answer.group_count,
         "groups": [

@@ -74,6 +74,7 @@ class AnswerOut(BaseModel):
     boundary: str | None
     speed_until: str | None
     late_events_waiting: int | None
+    late_events_in_range: int | None
     total: MetricsOut
     group_count: int
     groups: list[GroupOut]

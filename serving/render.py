@@ -49,11 +49,13 @@ def render_table(answer: Answer) -> str:
     """A header (range, boundary, freshness, late events) and one line per group, then the total."""
     data = answer_dict(answer)
     late = data["late_events_waiting"]
+    in_range = data["late_events_in_range"]
     lines = [
         f"range       [{data['range']['from']}, {data['range']['to']})",
         f"boundary    {data['boundary'] or 'none yet (no batch run): all from the speed layer'}",
         f"speed until {data['speed_until'] or 'no speed views'}",
-        f"late events {'unknown' if late is None else late} waiting for the next batch run",
+        f"late events {'unknown' if late is None else late} waiting for the next batch run"
+        + ("" if not in_range else f", {in_range} of them in this range"),
     ]
     header = f"{'url':<48} {'country':<7} {'clicks':>9} {'unique users':<26} {'avg time':>9} "
     header += f"{'no time':>8} {'bots':>7}"

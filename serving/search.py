@@ -169,12 +169,11 @@ def speed_until(client: Elasticsearch, prefix: str) -> int | None:
     return None if newest is None else int(newest) + MINUTE_MS
 
 
-def late_events_waiting(settings: HBaseSettings) -> tuple[int | None, str | None]:
-    """Distinct late events in the ledger (its keys are ``hour | event key``), or None and why."""
+def late_ledger_keys(settings: HBaseSettings) -> tuple[list[bytes] | None, str | None]:
+    """Every key of the late-event ledger, or None and why it cannot be read."""
     try:
-        keys = late_ledger.snapshot(settings)
+        return late_ledger.snapshot(settings), None
     except SchemaError as exc:
         return None, str(exc)
     except (OSError, TException) as exc:
         return None, f"HBase Thrift at {settings.host}:{settings.port} unreachable ({exc})"
-    return len({key[8:] for key in keys}), None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
 
 from elasticsearch import Elasticsearch
 
@@ -11,34 +11,33 @@ from clickstream.settings import Settings
 from indexing.boundary import read_boundary
 from indexing.client import connect
 from serving import search
-from serving.answer import Answer, notes_for
+from serving.answer import Answer, late_events, notes_for
 from serving.merge import Group, metrics, needed_uniques, select
 from serving.params import MetricsQuery
-
-#: Counts the late events waiting: (count or None, why unknown or None).
-LateCounter = Callable[[], tuple[int | None, str | None]]
 
 
 class MetricsService(Closeable):
     """Answers :class:`MetricsQuery` from Elasticsearch; one client, connected on first use."""
 
-    def __init__(self, settings: Settings, late_counter: LateCounter | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._client: Elasticsearch | None = None
-        self._late_counter = late_counter or (lambda: search.late_events_waiting(settings.hbase))
+        self._lock = threading.Lock()  # the API calls from several worker threads
 
     @property
     def client(self) -> Elasticsearch:
         """The Elasticsearch client (created lazily)."""
-        if self._client is None:
-            self._client = connect(self._settings.elasticsearch)
-        return self._client
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self._settings.elasticsearch)
+            return self._client
 
     def close(self) -> None:
         """Close the client, if one was made."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def healthy(self) -> bool:
         """Whether Elasticsearch answers with a usable cluster (green or yellow)."""
@@ -64,13 +63,13 @@ class MetricsService(Closeable):
             total, selections, group_count = select(query, boundary, docs)
             stored = search.exact_uniques(self.client, prefix, needed_uniques([total, *selections]))
             speed_until = search.speed_until(self.client, prefix)
-        late, late_error = self._late_counter()
+        keys, late_error = search.late_ledger_keys(self._settings.hbase)
         groups = tuple(Group(s.url, s.country, metrics(s, stored, lg_k)) for s in selections)
         return Answer(
             query=query,
             boundary_ms=boundary,
             speed_until_ms=speed_until,
-            late_events_waiting=late,
+            late=late_events(keys, query, late_error),
             total=metrics(total, stored, lg_k),
             groups=groups,
             group_count=group_count,

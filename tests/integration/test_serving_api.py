@@ -212,6 +212,7 @@ class TestValues:
         assert body["boundary"] == iso(BOUNDARY)
         assert body["speed_until"] == iso(SPEED[1].start + MINUTE_MS)
         assert body["late_events_waiting"] == 2
+        assert body["late_events_in_range"] == 2  # both touch hour H
         assert body["range"] == {"from": iso(H), "to": iso(H + 3 * HOUR_MS)}
 
     def test_one_hour_behind_the_boundary_is_exact_at_every_level(self, api: TestClient) -> None:

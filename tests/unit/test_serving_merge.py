@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import struct
 from collections.abc import Iterable
 
 import datasketches
 import pytest
 
 from indexing.boundary import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id
-from serving.answer import Answer, answer_dict, notes_for
+from serving.answer import Answer, LateEvents, answer_dict, late_events, notes_for
 from serving.errors import ServingError
 from serving.merge import (
     ExactSource,
@@ -230,8 +231,9 @@ def answer() -> Answer:
     everything, selections, count = select(query, H + HOUR_MS, docs)
     stored = {uniques_id(LEVEL_ALL, None, None, H): 3}
     groups = tuple(Group(s.url, s.country, metrics(s, stored, LG_K)) for s in selections)
+    late = LateEvents(7, 2)
     return Answer(
-        query, H + HOUR_MS, H + 2 * HOUR_MS, 7, metrics(everything, stored, LG_K), groups, count
+        query, H + HOUR_MS, H + 2 * HOUR_MS, late, metrics(everything, stored, LG_K), groups, count
     )
 
 
@@ -243,6 +245,7 @@ class TestOutput:
         assert body["boundary"] == "2026-11-22T11:00:00Z"
         assert body["speed_until"] == "2026-11-22T12:00:00Z"
         assert body["late_events_waiting"] == 7
+        assert body["late_events_in_range"] == 2
         assert body["total"]["unique_users"]["value"] == 3
         assert body["total"]["unique_users"]["exact"] is True
         assert [g["url"] for g in body["groups"]] == [A, B]
@@ -261,7 +264,7 @@ class TestOutput:
         """Exact values say so; the header names boundary and late events."""
         text = render(answer(), "table")
         assert "boundary    2026-11-22T11:00:00Z" in text
-        assert "7 waiting" in text
+        assert "7 waiting for the next batch run, 2 of them in this range" in text
         assert "3 (exact)" in text
 
     def test_notes_say_when_hours_are_coarser_than_the_range(self) -> None:
@@ -270,3 +273,20 @@ class TestOutput:
         assert any("hourly" in note for note in notes)
         assert notes_for(hour(), H + HOUR_MS, None) == []
         assert "HBase" in notes_for(hour(), None, "HBase down")[0]
+
+
+class TestLateEvents:
+    def test_distinct_events_and_those_touching_the_range(self) -> None:
+        """Keys are hour | event: an event with two hour keys counts once."""
+
+        def key(hour: int, event: bytes) -> bytes:
+            return struct.pack(">Q", hour) + event
+
+        keys = [key(H, b"e1"), key(H - HOUR_MS, b"e1"), key(H - 5 * HOUR_MS, b"e2")]
+        late = late_events(keys, MetricsQuery(H - HOUR_MS + 1, H + HOUR_MS), None)
+        assert (late.waiting, late.touching_range, late.error) == (2, 1, None)
+
+    def test_an_unreadable_ledger_is_unknown_with_the_reason(self) -> None:
+        """None, never a made-up zero."""
+        late = late_events(None, hour(), "no table")
+        assert (late.waiting, late.touching_range, late.error) == (None, None, "no table")
