@@ -49,6 +49,11 @@ class Answer:
     group_count: int
     notes: tuple[str, ...] = ()
 
+    @property
+    def late_events_waiting(self) -> int | None:
+        """Distinct late events waiting for the next batch run (None: ledger unreadable)."""
+        return self.late.waiting
+
 
 def notes_for(query: MetricsQuery, boundary_ms: int | None, late_error: str | None) -> list[str]:
     """Caveats of an answer that the numbers alone do not show."""
