@@ -54,7 +54,9 @@ def render_table(answer: Answer) -> str:
         f"range       [{data['range']['from']}, {data['range']['to']})",
         f"boundary    {data['boundary'] or 'none yet (no batch run): all from the speed layer'}",
         f"speed until {data['speed_until'] or 'no speed views'}",
-        f"late events {'unknown' if late is None else late} waiting for the next batch run"
+        "late events unknown (see the note)"
+        if late is None
+        else f"late events {late} waiting for the next batch run"
         + ("" if not in_range else f", {in_range} of them in this range"),
     ]
     header = f"{'url':<48} {'country':<7} {'clicks':>9} {'unique users':<26} {'avg time':>9} "

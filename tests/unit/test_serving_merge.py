@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import struct
@@ -266,6 +267,11 @@ class TestOutput:
         assert "boundary    2026-11-22T11:00:00Z" in text
         assert "7 waiting for the next batch run, 2 of them in this range" in text
         assert "3 (exact)" in text
+
+    def test_table_says_when_late_events_are_unknown(self) -> None:
+        """An unreadable ledger is 'unknown', never a zero."""
+        unknown = dataclasses.replace(answer(), late=LateEvents(None, None, "HBase down"))
+        assert "late events unknown (see the note)" in render(unknown, "table")
 
     def test_notes_say_when_hours_are_coarser_than_the_range(self) -> None:
         """A half-hour start behind the boundary is flagged."""
