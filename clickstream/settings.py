@@ -233,7 +233,11 @@ class ServingSettings(_Section):
     )
     max_top: int = Field(10_000, ge=1, description="Largest --top / top a query may ask for.")
     max_url_prefix_bytes: int = Field(
-        8192, ge=1, le=32_000, description="Longest url prefix a query may give (UTF-8 bytes)."
+        1000,
+        ge=1,
+        le=32_000,
+        description="Longest url prefix a query may give (UTF-8 bytes); at most the view "
+        "indices' index.max_regex_length (1000 by default), which bounds prefix queries.",
     )
     speed_keep_days: int = Field(
         1,

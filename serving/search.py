@@ -19,7 +19,7 @@ from clickstream.errors import SchemaError
 from clickstream.settings import HBaseSettings
 from indexing.boundary import uniques_index
 from indexing.templates import ViewNames
-from serving.errors import BackendUnavailableError, TooBroadError
+from serving.errors import BackendUnavailableError, QueryError, TooBroadError
 from serving.merge import ViewDoc
 from serving.params import MetricsQuery
 from storage import late as late_ledger
@@ -79,6 +79,12 @@ def unavailable_as_error(url: str) -> Iterator[None]:
     except ApiError as exc:
         if exc.meta.status in _UNAVAILABLE_STATUS:
             raise BackendUnavailableError(f"Elasticsearch at {url} is unavailable: {exc}") from exc
+        if exc.meta.status == 400:
+            # Validation should make this unreachable; if a limit of the cluster was missed,
+            # it is still the query's fault, not a server error.
+            raise QueryError(
+                "query", f"Elasticsearch refused the query: {exc.message}", "check the parameters"
+            ) from exc
         raise
     except TransportError as exc:
         raise BackendUnavailableError(
