@@ -70,10 +70,12 @@ def put(client: Elasticsearch, prefix: str, doc: dict[str, Any], layer: str) -> 
 def es(settings: Settings) -> Iterator[Elasticsearch]:
     """A client with the test prefix's templates; everything under the prefix dropped after."""
     client = connect(settings.elasticsearch)
-    create_templates(client, settings.elasticsearch)
-    yield client
-    drop_views(client, settings.elasticsearch)
-    client.close()
+    try:
+        create_templates(client, settings.elasticsearch)
+        yield client
+    finally:
+        drop_views(client, settings.elasticsearch)
+        client.close()
 
 
 def alias_clicks(client: Elasticsearch, prefix: str, t0: int, t1: int) -> dict[str, int]:

@@ -42,10 +42,12 @@ def spark(base_settings: Settings) -> Iterator[SparkSession]:
 def views(pipeline: Settings) -> Iterator[Elasticsearch]:
     """The test's templates; its indices and templates are deleted afterwards."""
     client = es_connect(pipeline.elasticsearch)
-    create_templates(client, pipeline.elasticsearch)
-    yield client
-    drop_views(client, pipeline.elasticsearch)
-    client.close()
+    try:
+        create_templates(client, pipeline.elasticsearch)
+        yield client
+    finally:
+        drop_views(client, pipeline.elasticsearch)
+        client.close()
 
 
 def expected_uniques(spark: SparkSession, settings: Settings, t0: int, t1: int) -> dict[str, int]:

@@ -163,13 +163,15 @@ def put_late_events(settings: Settings) -> int:
 def served(settings: Settings) -> Iterator[Settings]:
     """Known views, exact uniques, a moved boundary and a late ledger under the test's names."""
     client = connect(settings.elasticsearch)
-    create_templates(client, settings.elasticsearch)
-    index_all(client, settings)
-    put_late_events(settings)
-    yield settings
-    drop_views(client, settings.elasticsearch)
-    client.close()
-    drop_tables(settings)
+    try:
+        create_templates(client, settings.elasticsearch)
+        index_all(client, settings)
+        put_late_events(settings)
+        yield settings
+    finally:  # also when the setup itself failed half-way
+        drop_views(client, settings.elasticsearch)
+        client.close()
+        drop_tables(settings)
 
 
 @pytest.fixture
