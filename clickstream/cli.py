@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -16,6 +15,7 @@ from clickstream import __version__
 from clickstream.errors import ClickstreamError, ConfigError
 from clickstream.logs import configure_logging
 from clickstream.settings import CONFIG_ENV, Settings, load_settings, redacted, settings_reference
+from serving.cli import add_query, add_serve
 
 if TYPE_CHECKING:
     from clickstream.stack.manager import ServerStatus
@@ -211,37 +211,6 @@ def _import_log(args: argparse.Namespace, settings: Settings) -> int:
     )
     for example in report.examples:
         print(f"  malformed line {example.line_no}: {example.reason}")
-    return 0
-
-
-def _query(args: argparse.Namespace, settings: Settings) -> int:
-    from serving.errors import QueryError  # noqa: PLC0415
-    from serving.params import build_query  # noqa: PLC0415
-    from serving.render import render  # noqa: PLC0415
-    from serving.service import MetricsService  # noqa: PLC0415
-
-    try:
-        query = build_query(
-            settings.serving,
-            since=args.since,
-            until=args.to,
-            url=args.url,
-            country=args.country,
-            group_by=args.group_by,
-            top=args.top,
-        )
-        with MetricsService(settings) as service:
-            answer = service.query(query)
-    except QueryError as exc:
-        raise ConfigError(exc.for_cli()) from None
-    print(render(answer, args.format))
-    return 0
-
-
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from serving.api import serve  # noqa: PLC0415
-
-    serve(settings, host=args.host, port=args.port)
     return 0
 
 
@@ -466,74 +435,6 @@ def _add_inspect(commands: Subcommands) -> None:
     inspect.set_defaults(handler=_inspect)
 
 
-QUERY_EPILOG = """examples:
-  clickstream query --from 2026-11-22T10:00Z --to 2026-11-22T11:00Z
-      the total of one hour (unique users exact once the batch has passed it)
-  clickstream query --from 2026-11-22T00:00Z --to 2026-11-23T00:00Z --group-by url --top 10
-      the ten most clicked URLs of a day
-  clickstream query --from 2026-11-22T10:00Z --to 2026-11-22T10:05Z \\
-      --url https://shop.example/products --country de --group-by url,country --format json
-      the last minutes, from the speed layer, as JSON
-  clickstream query --from 2026-11-20T00:00Z --to 2026-11-22T00:00Z --group-by country --format csv
-
-Unique users are exact when the range is one whole hour behind the time boundary and the group
-is one URL x country, one URL (all countries), one country (all URLs) or everything; otherwise
-they are an HLL estimate with bounds at two standard deviations (about 95 %)."""
-
-
-def _add_query(commands: Subcommands) -> None:
-    """`clickstream query`."""
-    query = commands.add_parser(
-        "query",
-        help="clicks, unique users and time spent over a time range (batch + speed views)",
-        description=textwrap.fill(
-            "Reads the views alias (batch views before the time boundary, speed views after "
-            "it) and merges them: clicks, bot clicks, time spent summed; unique users from the "
-            "union of HLL sketches (or exact counts where stored). Every answer names the "
-            "range, the boundary, how far the speed layer reaches and how many late events "
-            "wait for the next batch run.",
-            width=96,
-        ),
-        epilog=QUERY_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    query.add_argument(
-        "--from", dest="since", required=True, metavar="ISO", help="range start (inclusive)"
-    )
-    query.add_argument("--to", required=True, metavar="ISO", help="range end (exclusive)")
-    query.add_argument("--url", metavar="PREFIX", help="only URLs starting with PREFIX")
-    query.add_argument("--country", metavar="CC", help="only this ISO country code (ZZ: unknown)")
-    query.add_argument(
-        "--group-by",
-        choices=["url", "country", "url,country"],
-        metavar="{url|country|url,country}",
-        help="one line per group (default: only the total)",
-    )
-    query.add_argument("--top", type=int, metavar="N", help="keep the N most clicked groups")
-    query.add_argument(
-        "--format", choices=["table", "json", "csv"], default="table", help="default: table"
-    )
-    query.set_defaults(handler=_query)
-
-
-def _add_serve(commands: Subcommands) -> None:
-    """`clickstream serve`."""
-    serve = commands.add_parser(
-        "serve",
-        help="the query as an HTTP JSON API (GET /v1/metrics, /openapi.json, /healthz)",
-        description="Answers GET /v1/metrics?from=&to=&url=&country=&group_by=&top= like "
-        "`clickstream query --format json`; the OpenAPI schema is at /openapi.json (and a "
-        "browsable one at /docs); /healthz says whether Elasticsearch answers. A bad parameter "
-        "is a 422 naming it; Elasticsearch down is a 503.",
-        epilog="example: clickstream serve --port 8080 & curl "
-        "'http://127.0.0.1:8080/v1/metrics?from=2026-11-22T10:00Z&to=2026-11-22T11:00Z"
-        "&group_by=country&top=5'",
-    )
-    serve.add_argument("--host", help="bind address (default serving.host)")
-    serve.add_argument("--port", type=int, help="port (default serving.port)")
-    serve.set_defaults(handler=_serve)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (also used to test ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -570,8 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_import_log,
         _add_batch,
         _add_inspect,
-        _add_query,
-        _add_serve,
+        add_query,
+        add_serve,
     ):
         add(commands)
 
