@@ -108,7 +108,7 @@ def measure(
 ) -> tuple[list[float], list[tuple[float, int]]]:
     """Send ``total`` fresh events at ``rate`` while probing the merged clicks; the send
     times and the probes (completion time, clicks)."""
-    service = MetricsService(settings, late_counter=lambda: (0, None))
+    service = MetricsService(settings)
     now_ms = int(time.time() * 1000)
     query = MetricsQuery(from_ms=now_ms // HOUR_MS * HOUR_MS - HOUR_MS, to_ms=now_ms + 2 * HOUR_MS)
     sent_at: list[float] = []

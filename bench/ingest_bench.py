@@ -6,7 +6,11 @@ Figures (events/s), each over the same generated messages:
   kafka_consume   librdkafka reading the topic, no processing (the input ceiling)
   pipeline_cpu    validate + enrich + encode rows in-process, no I/O (the CPU ceiling)
   hbase_put       happybase batched puts of pre-built rows, no enrichment (the storage ceiling)
-  daemon          one `clickstream ingest` process end to end (Kafka -> HBase + DLQ, offsets)
+  speed_fold_cpu  the speed layer's fold + apply + render in-process, no I/O (its CPU ceiling)
+  daemon          one `clickstream ingest` process end to end (Kafka -> HBase + speed layer
+                  in Elasticsearch + DLQ and changelog, offsets)
+  daemon_no_speed the same with speed.enabled = false (what the speed layer costs)
+It also reports the speed state's memory per click kept (tracemalloc).
 The machine is shared and noisy: compare the ratios within one run, not absolute numbers
 across runs. Results are printed and saved to bench/results/ingest-<UTC time>.json.
 """
@@ -18,21 +22,26 @@ import os
 import platform
 import secrets
 import time
+import tracemalloc
 from datetime import UTC, datetime
 
 from confluent_kafka import Consumer
 from results_file import save
 
 from clickstream.settings import Settings, load_settings
+from indexing.client import connect as es_connect
+from indexing.templates import create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
 from ingest.generate import TrafficSpec, generate, publish
 from ingest.harness import DaemonProcess, batch_throughput, batches_in, isolated
 from ingest.model import Source
-from ingest.pipeline import Incoming, process
+from ingest.pipeline import Incoming, process, speed_clicks
 from ingest.population import GeoSample
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from ingest.validate import Limits
+from speed.docs import DocTable, render
+from speed.state import PartitionState, SpeedClick
 from storage.admin import create_table, drop_tables
 from storage.writer import HBaseWriter, Row
 
@@ -60,20 +69,56 @@ def bench_kafka_consume(settings: Settings, total: int) -> float:
     return total / (time.perf_counter() - (started or time.perf_counter()))
 
 
-def bench_pipeline_and_rows(settings: Settings, values: list[bytes]) -> tuple[float, list[Row]]:
-    """Events/s of validate + enrich + encode in-process; also returns the rows it built."""
+def bench_pipeline_and_rows(
+    settings: Settings, values: list[bytes]
+) -> tuple[float, list[Row], list[SpeedClick]]:
+    """Events/s of validate + enrich + encode in-process; also returns the rows it built and
+    the clicks as the speed layer sees them."""
     enricher = Enricher.from_settings(settings.ingest, geo_paths(settings))
     incoming = [Incoming(None, v, Source("bench", 0, i)) for i, v in enumerate(values)]
     now_ms = int(time.time() * 1000)
     limits = Limits.from_settings(settings.ingest)
     started = time.perf_counter()
     rows: list[Row] = []
+    clicks: list[SpeedClick] = []
     for i in range(0, len(incoming), 500):
         batch = process(
             incoming[i : i + 500], enricher, limits, settings.hbase.salt_buckets, now_ms
         )
         rows.extend(batch.rows.items())
-    return len(values) / (time.perf_counter() - started), rows
+        clicks.extend(speed_clicks(batch))
+    return len(values) / (time.perf_counter() - started), rows, clicks
+
+
+def bench_speed_fold(settings: Settings, clicks: list[SpeedClick]) -> dict[str, float]:
+    """The speed layer's CPU ceiling (fold + apply + render, no I/O), and the memory its
+    state takes per click kept (tracemalloc, in a second pass)."""
+    timeout_ms = settings.ingest.session_timeout_s * 1000
+    retention_ms = settings.speed.allowed_lateness_s * 1000 + timeout_ms
+
+    def fold_all() -> tuple[PartitionState, DocTable]:
+        state = PartitionState(0, timeout_ms, retention_ms)
+        table = DocTable(settings.batch.hll_lg_k)
+        for i in range(0, len(clicks), 500):
+            changed = table.apply(state.fold(clicks[i : i + 500]).contributions)
+            for doc in changed:
+                render(doc, "bench")
+        return state, table
+
+    started = time.perf_counter()
+    fold_all()
+    rate = len(clicks) / (time.perf_counter() - started)
+    tracemalloc.start()
+    state, table = fold_all()
+    size = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    kept = sum(len(t.humans) + len(t.bots) for t in state.users.values())
+    return {
+        "events_per_s": rate,
+        "clicks_kept": kept,
+        "documents": len(table.docs),
+        "bytes_per_click_kept": size / max(kept, 1),
+    }
 
 
 def bench_hbase_put(settings: Settings, rows: list[Row], batch_size: int) -> float:
@@ -87,9 +132,9 @@ def bench_hbase_put(settings: Settings, rows: list[Row], batch_size: int) -> flo
     return len(rows) / elapsed
 
 
-def bench_daemon(settings: Settings, total: int) -> dict[str, float]:
+def bench_daemon(settings: Settings, total: int, **env: str) -> dict[str, float]:
     """One daemon process over the whole topic: events/s between its first and last batch."""
-    daemon = DaemonProcess.start(settings, "bench", "--exit-when-idle", "3")
+    daemon = DaemonProcess.start(settings, "bench", "--exit-when-idle", "3", **env)
     batches = batches_in(daemon.finish())
     consumed = sum(b["messages"] for b in batches)
     if consumed != total:
@@ -116,10 +161,14 @@ def main() -> None:
     name = f"bench_{secrets.token_hex(3)}"
     settings = isolated(base, name)
     put_settings = isolated(base, name + "_put")
+    bare = isolated(base, name + "_bare")
     print(f"preparing {name}: topics, tables, {args.events} events ...", flush=True)
-    create_topics(settings.kafka)
-    create_table(settings, progress=lambda _: None)
+    for each in (settings, bare):
+        create_topics(each.kafka)
+        create_table(each, progress=lambda _: None)
     create_table(put_settings, progress=lambda _: None)
+    client = es_connect(settings.elasticsearch)
+    create_templates(client, settings.elasticsearch)
     try:
         start = int(time.time() * 1000) - 6 * 3_600_000
         traffic = generate(
@@ -134,18 +183,29 @@ def main() -> None:
         print("kafka_consume ...", flush=True)
         figures["kafka_consume"] = bench_kafka_consume(settings, total)
         print("pipeline_cpu ...", flush=True)
-        figures["pipeline_cpu"], rows = bench_pipeline_and_rows(
+        figures["pipeline_cpu"], rows, clicks = bench_pipeline_and_rows(
             settings, [m.value for m in traffic.messages]
         )
+        print("speed_fold_cpu ...", flush=True)
+        speed = bench_speed_fold(settings, clicks)
+        figures["speed_fold_cpu"] = speed["events_per_s"]
         print("hbase_put ...", flush=True)
         figures["hbase_put"] = bench_hbase_put(put_settings, rows, settings.ingest.batch_size)
         print("daemon ...", flush=True)
         daemon = bench_daemon(settings, total)
         figures["daemon"] = daemon["events_per_s"]
+        print("daemon_no_speed ...", flush=True)
+        publish(traffic, bare.kafka, bare.kafka.clicks_topic, progress=lambda _: None)
+        figures["daemon_no_speed"] = bench_daemon(bare, total, CLICKSTREAM_SPEED__ENABLED="false")[
+            "events_per_s"
+        ]
     finally:
-        delete_topics(settings.kafka, pipeline_topics(settings.kafka))
-        drop_tables(settings)
+        for each in (settings, bare):
+            delete_topics(each.kafka, pipeline_topics(each.kafka))
+            drop_tables(each)
         drop_tables(put_settings)
+        drop_views(client, settings.elasticsearch)
+        client.close()
 
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -155,13 +215,19 @@ def main() -> None:
         "events_per_s": {k: round(v) for k, v in figures.items()},
         "daemon_vs_ceiling": {
             k: round(figures["daemon"] / figures[k], 3)
-            for k in ("kafka_consume", "pipeline_cpu", "hbase_put")
+            for k in ("kafka_consume", "pipeline_cpu", "hbase_put", "speed_fold_cpu")
         },
+        "speed_layer_cost": round(1 - figures["daemon"] / figures["daemon_no_speed"], 3),
+        "speed_state": {k: round(v, 1) for k, v in speed.items()},
         "daemon_batches": daemon,
     }
     print(f"\n{'measure':<15} {'events/s':>10}  daemon / this")
     for key, value in figures.items():
         print(f"{key:<15} {value:>10.0f}  {figures['daemon'] / value:>6.2f}")
+    print(
+        f"speed layer: {speed['bytes_per_click_kept']:.0f} bytes of state per click kept "
+        f"({speed['clicks_kept']:.0f} clicks, {speed['documents']:.0f} minute documents)"
+    )
     print(
         f"daemon batch latency p50 {daemon['batch_ms_p50']:.0f} ms, "
         f"p99 {daemon['batch_ms_p99']:.0f} ms over {daemon['batches']:.0f} batches"

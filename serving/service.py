@@ -69,7 +69,7 @@ class MetricsService(Closeable):
             query=query,
             boundary_ms=boundary,
             speed_until_ms=speed_until,
-            late=late_events(keys, query, late_error),
+            late=late_events(keys, query, boundary, late_error),
             total=metrics(total, stored, lg_k),
             groups=groups,
             group_count=group_count,

@@ -39,7 +39,7 @@ def speed_documents(settings: Settings) -> list[dict[str, Any]]:
 
 
 def all_documents(client: Elasticsearch, index: str) -> list[dict[str, Any]]:
-    """Every document of ``index`` (search_after over _id-less sort on start, then doc)."""
+    """Every document of ``index``, paged with search_after on the view's natural key."""
     client.indices.refresh(index=index, allow_no_indices=True)
     out: list[dict[str, Any]] = []
     after: list[Any] | None = None
@@ -47,7 +47,12 @@ def all_documents(client: Elasticsearch, index: str) -> list[dict[str, Any]]:
         page = client.search(
             index=index,
             size=5000,
-            sort=[{"start": "asc"}, {"url": "asc"}, {"country": "asc"}, {"partition": "asc"}],
+            sort=[
+                {"start": "asc"},
+                {"url": "asc"},
+                {"country": "asc"},
+                {"partition": {"order": "asc", "unmapped_type": "integer"}},
+            ],
             search_after=after,
             allow_no_indices=True,
         )["hits"]["hits"]

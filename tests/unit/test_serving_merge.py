@@ -289,10 +289,21 @@ class TestLateEvents:
             return struct.pack(">Q", hour) + event
 
         keys = [key(H, b"e1"), key(H - HOUR_MS, b"e1"), key(H - 5 * HOUR_MS, b"e2")]
-        late = late_events(keys, MetricsQuery(H - HOUR_MS + 1, H + HOUR_MS), None)
+        late = late_events(keys, MetricsQuery(H - HOUR_MS + 1, H + HOUR_MS), H + HOUR_MS, None)
         assert (late.waiting, late.touching_range, late.error) == (2, 1, None)
+
+    def test_only_hours_behind_the_boundary_wait(self) -> None:
+        """Keys at or past the boundary are the speed layer's; before any batch, none wait."""
+
+        def key(hour: int, event: bytes) -> bytes:
+            return struct.pack(">Q", hour) + event
+
+        keys = [key(H, b"e1"), key(H - HOUR_MS, b"e2"), key(H + HOUR_MS, b"e3")]
+        query = MetricsQuery(H - 2 * HOUR_MS, H + 2 * HOUR_MS)
+        assert late_events(keys, query, H, None).waiting == 1
+        assert late_events(keys, query, None, None).waiting == 0
 
     def test_an_unreadable_ledger_is_unknown_with_the_reason(self) -> None:
         """None, never a made-up zero."""
-        late = late_events(None, hour(), "no table")
+        late = late_events(None, hour(), H, "no table")
         assert (late.waiting, late.touching_range, late.error) == (None, None, "no table")
