@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLICKSTREAM := $(BIN)/clickstream
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help prereqs install lint unit integration test up down status logs schema run readme bench bench-ingest bench-batch acceptance clean
+.PHONY: help prereqs install lint unit integration test up down status logs schema run serve readme bench bench-ingest bench-batch bench-freshness acceptance clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,13 +65,30 @@ schema: up ## create topics, the HBase table and index templates (idempotent)
 
 RUN_EVENTS ?= 20000
 
-run: schema ## the pipeline end to end on the local stack
+run: schema ## the pipeline end to end: traffic -> ingest (HBase + speed) -> query -> batch -> query
 	@mkdir -p .run
-	$(CLICKSTREAM) generate --events $(RUN_EVENTS) --hours 6 --truth .run/truth.json
-	$(CLICKSTREAM) ingest --exit-when-idle 5 --instance make-run
-	$(CLICKSTREAM) batch --from $$(date -u -d '-7 hours' +%Y-%m-%dT%H:00Z) \
-	  --to $$(date -u -d '+1 hour' +%Y-%m-%dT%H:00Z)
-	$(CLICKSTREAM) inspect --hours 7
+	@set -euo pipefail; \
+	start=$$(date -u -d '-6 hours' +%Y-%m-%dT%H:00Z); \
+	seam=$$(date -u -d '-3 hours' +%Y-%m-%dT%H:00Z); \
+	hour=$$(date -u -d '-4 hours' +%Y-%m-%dT%H:00Z); \
+	end=$$(date -u -d '+1 hour' +%Y-%m-%dT%H:00Z); \
+	$(CLICKSTREAM) generate --events $(RUN_EVENTS) --start $$start --hours 6 --truth .run/truth.json; \
+	$(CLICKSTREAM) ingest --exit-when-idle 5 --instance make-run; \
+	echo; echo "== 1. live numbers from the speed layer, [$$start, $$end) =="; \
+	$(CLICKSTREAM) query --from $$start --to $$end; \
+	$(CLICKSTREAM) query --from $$start --to $$end --group-by country --top 5; \
+	echo; echo "== 2. the batch layer passes [$$start, $$seam): the boundary moves to $$seam =="; \
+	$(CLICKSTREAM) batch --from $$start --to $$seam; \
+	echo; echo "== 3. the same query, merged: batch before $$seam, speed after (totals unchanged) =="; \
+	$(CLICKSTREAM) query --from $$start --to $$end; \
+	$(CLICKSTREAM) query --from $$start --to $$end --group-by country --top 5; \
+	echo; echo "== 4. one whole hour behind the boundary: unique users exact =="; \
+	$(CLICKSTREAM) query --from $$hour --to $$seam --group-by url --top 3; \
+	echo; $(CLICKSTREAM) inspect --hours 7; \
+	echo; echo "ground truth of this run: .run/truth.json; the API: make serve"
+
+serve: schema ## the HTTP API on serving.port (OpenAPI at /docs and /openapi.json)
+	$(CLICKSTREAM) serve
 
 bench-ingest: up ## ingest throughput beside its raw ceilings (prints, saves bench/results/)
 	$(BIN)/python bench/ingest_bench.py
@@ -82,7 +99,10 @@ acceptance: up ## 200k events, 3 SIGKILLs, a 30 s Thrift outage, then the batch 
 bench-batch: up ## batch runtime for one hour, before and after 10x more data in other days
 	$(BIN)/python bench/batch_bench.py
 
-bench: bench-ingest bench-batch ## every benchmark
+bench-freshness: up ## how long an event takes to show in the merged answer at 1,000 events/s
+	$(BIN)/python bench/freshness_bench.py
+
+bench: bench-ingest bench-batch bench-freshness ## every benchmark
 
 readme: install ## regenerate the README's settings table from the settings classes
 	$(CLICKSTREAM) config reference --update README.md
