@@ -78,7 +78,10 @@ class TestMetricsServer:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 class TestUnits:
-    @pytest.mark.parametrize("unit", ["clickstream-ingest.service", "clickstream-ingest@.service"])
+    @pytest.mark.parametrize(
+        "unit",
+        ["clickstream-ingest.service", "clickstream-ingest@.service", "clickstream-serve.service"],
+    )
     def test_exposure_at_most_2(self, unit: str) -> None:
         """`systemd-analyze security --offline=yes` rates each unit at 2.0 or better."""
         result = subprocess.run(
