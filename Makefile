@@ -73,7 +73,8 @@ run: schema ## the pipeline end to end: traffic -> ingest (HBase + speed) -> que
 	hour=$$(date -u -d '-4 hours' +%Y-%m-%dT%H:00Z); \
 	end=$$(date -u -d '+1 hour' +%Y-%m-%dT%H:00Z); \
 	$(CLICKSTREAM) generate --events $(RUN_EVENTS) --start $$start --hours 6 --truth .run/truth.json; \
-	$(CLICKSTREAM) ingest --exit-when-idle 5 --instance make-run; \
+	CLICKSTREAM_SPEED__ALLOWED_LATENESS_S=10800 \
+	  $(CLICKSTREAM) ingest --exit-when-idle 5 --instance make-run; \
 	echo; echo "== 1. live numbers from the speed layer, [$$start, $$end) =="; \
 	$(CLICKSTREAM) query --from $$start --to $$end; \
 	$(CLICKSTREAM) query --from $$start --to $$end --group-by country --top 5; \

@@ -202,13 +202,20 @@ class SpeedSettings(_Section):
 
     enabled: bool = Field(True, description="Fold clicks into speed views (off: HBase only).")
     allowed_lateness_s: int = Field(
-        10_800,
+        3600,
         ge=0,
         description="How far behind a partition's newest event a click is still folded exactly; "
-        "older ones wait for the batch layer. State kept: this plus the session timeout.",
+        "older ones wait for the batch layer. Memory: ~220 B x events/s x (this + session "
+        "timeout).",
     )
     restore_timeout_s: float = Field(
         120.0, gt=0, description="Longest wait to read a partition's changelog on assignment."
+    )
+    doc_cache_minutes: int = Field(
+        10,
+        ge=1,
+        description="Minute documents kept in memory behind a partition's newest event; older "
+        "ones are reloaded from Elasticsearch when a late click needs them.",
     )
 
 

@@ -141,7 +141,7 @@ def build_speed(settings: Settings) -> SpeedLayer:
             timeout_s=settings.speed.restore_timeout_s,
         )
 
-    return SpeedLayer(store, restore_partition)
+    return SpeedLayer(store, restore_partition, settings.speed.doc_cache_minutes * 60_000)
 
 
 def check_changelog(settings: Settings) -> None:

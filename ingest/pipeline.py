@@ -102,7 +102,6 @@ def speed_clicks(batch: ProcessedBatch) -> list[SpeedClick]:
     """The batch's stored clicks as the speed layer folds them (consumption order)."""
     return [
         SpeedClick(
-            row_key=key,
             partition=source.partition,
             offset=source.offset,
             user_id=click.event.user_id,
@@ -112,5 +111,5 @@ def speed_clicks(batch: ProcessedBatch) -> list[SpeedClick]:
             country=click.geo.country,
             is_bot=click.agent.is_bot,
         )
-        for click, (key, source) in zip(batch.clicks, batch.keys, strict=True)
+        for click, (_, source) in zip(batch.clicks, batch.keys, strict=True)
     ]

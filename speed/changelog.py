@@ -18,10 +18,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from clickstream.errors import RetriableError, SchemaError
 from clickstream.settings import KafkaSettings
-from speed.state import Entry, PartitionState, Timeline
+from speed.state import MINUTE_MS, Entry, PartitionState, Timeline
 
 PARTITION_KEY = b"\x00partition"
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,23 +37,20 @@ def encode_timeline(timeline: Timeline) -> bytes:
     """A user's timeline as compact JSON."""
     body = {
         "v": FORMAT,
-        "h": [
-            [e.ts, e.event_id, e.row_key.hex(), e.doc_key[0], e.doc_key[1]] for e in timeline.humans
-        ],
-        "b": [[key.hex(), ts] for key, ts in timeline.bots.items()],
+        "h": [[ts, event_id, url, country] for ts, event_id, (url, country, _) in timeline.humans],
+        "b": sorted([ts, event_id] for ts, event_id in timeline.bots),
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def decode_timeline(value: bytes) -> Timeline:
-    """The timeline :func:`encode_timeline` wrote."""
+def decode_timeline(value: bytes, state: PartitionState | None = None) -> Timeline:
+    """The timeline :func:`encode_timeline` wrote (doc keys shared through ``state``)."""
     body = json.loads(value)
-    humans = [
-        Entry(ts, event_id, bytes.fromhex(key), (url, country, ts - ts % 60_000))
-        for ts, event_id, key, url, country in body["h"]
-    ]
-    bots = {bytes.fromhex(key): ts for key, ts in body["b"]}
-    return Timeline(humans, bots, {e.row_key for e in humans} | set(bots))
+    humans: list[Entry] = []
+    for ts, event_id, url, country in body["h"]:
+        key = (url, country, ts - ts % MINUTE_MS)
+        humans.append((ts, event_id, state.doc_key(key) if state is not None else key))
+    return Timeline(humans, {(ts, event_id) for ts, event_id in body["b"]})
 
 
 def encode_partition(state: PartitionState) -> bytes:
@@ -92,7 +89,7 @@ def restore(
         elif value is None:
             state.users.pop(key.decode(), None)
         else:
-            state.users[key.decode()] = decode_timeline(value)
+            state.users[key.decode()] = decode_timeline(value, state)
     return state
 
 

@@ -42,9 +42,15 @@ class SpeedBatch:
 class SpeedLayer:
     """The speed state of the partitions this daemon owns."""
 
-    def __init__(self, store: SpeedStore, restore: Restore) -> None:
+    def __init__(
+        self, store: SpeedStore, restore: Restore, doc_cache_ms: int = 10 * MINUTE_MS
+    ) -> None:
         self._store = store
         self._restore = restore
+        #: Documents of minutes this far behind a partition's newest event leave memory; a
+        #: late click that needs one again reloads it from Elasticsearch (they are all written
+        #: before the next batch is folded, so the store always has the latest).
+        self._doc_cache_ms = doc_cache_ms
         self._docs = DocTable(store.lg_k)
         self._states: dict[int, PartitionState] = {}
         self._pending: set[int] = set()
@@ -80,6 +86,8 @@ class SpeedLayer:
 
     def _fold(self, by_partition: dict[int, list[SpeedClick]]) -> SpeedBatch:
         batch = SpeedBatch(self.generation)
+        for partition in by_partition:
+            self._evict(partition)
         contributions: list[Contribution] = []
         for partition, items in sorted(by_partition.items()):
             state = self._states[partition]
@@ -97,8 +105,6 @@ class SpeedLayer:
             self._docs.add(self._docs.new(*key) for key in missing if key not in found)
         changed = self._docs.apply(contributions)
         batch.docs = [render(doc, self._store.prefix) for doc in changed]
-        for partition in by_partition:
-            self._evict(partition)
         if batch.beyond_horizon:
             log.warning(
                 "speed.beyond_horizon",
@@ -141,7 +147,7 @@ class SpeedLayer:
         self._docs.drop_partition(partition)
 
     def _evict(self, partition: int) -> None:
-        floor = self._states[partition].floor_ms
+        floor = self._states[partition].max_ts - self._doc_cache_ms
         if floor - self._evicted_at.get(partition, 0) >= MINUTE_MS:
             self._evicted_at[partition] = floor
             self._docs.evict(partition, floor)

@@ -33,9 +33,9 @@ DocKey = tuple[str, str, int]
 
 @dataclass(frozen=True, slots=True)
 class SpeedClick:
-    """What the speed layer needs of one stored click, and where it came from."""
+    """What the speed layer needs of one stored click, and where it came from. Within one
+    user, ``(ts, event_id)`` identifies the event as its HBase row key does."""
 
-    row_key: bytes
     partition: int
     offset: int
     user_id: str
@@ -51,40 +51,38 @@ class SpeedClick:
         return (self.url, self.country, self.ts - self.ts % MINUTE_MS)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A human click kept in its user's timeline (ordered by ``ts``, then ``event_id``)."""
+Entry = tuple[int, str, DocKey]
+"""A human click kept in its user's timeline: (ts, event_id, doc key). Plain tuples, ordered
+as the batch orders a user's clicks, with the doc key shared per document: they are the bulk
+of the state."""
 
-    ts: int
-    event_id: str
-    row_key: bytes
-    doc_key: DocKey
+Identity = tuple[int, str]
 
 
 @dataclass(slots=True)
 class Timeline:
-    """One user's recent clicks: humans sorted for time spent, bot row keys for dedup."""
+    """One user's recent clicks: humans sorted for time spent, bot clicks for dedup."""
 
     humans: list[Entry] = field(default_factory=list)
-    bots: dict[bytes, int] = field(default_factory=dict)
-    keys: set[bytes] = field(default_factory=set)
+    bots: set[Identity] = field(default_factory=set)
 
     def newest(self) -> int:
         """Event time of the newest click kept (0 when empty)."""
-        human = self.humans[-1].ts if self.humans else 0
-        return max([human, *self.bots.values()])
+        human = self.humans[-1][0] if self.humans else 0
+        return max(human, max((ts for ts, _ in self.bots), default=0))
+
+    def holds(self, identity: Identity, is_bot: bool) -> bool:
+        """Whether this event is already folded (a duplicate delivery)."""
+        if is_bot:
+            return identity in self.bots
+        # A prefix sorts before every tuple it starts: bisect_left lands on the event if held.
+        position = bisect.bisect_left(self.humans, identity)
+        return position < len(self.humans) and self.humans[position][:2] == identity
 
     def expire(self, floor_ms: int) -> None:
         """Forget the clicks older than ``floor_ms``."""
-        cut = 0
-        while cut < len(self.humans) and self.humans[cut].ts < floor_ms:
-            cut += 1
-        for entry in self.humans[:cut]:
-            self.keys.discard(entry.row_key)
-        del self.humans[:cut]
-        for key in [k for k, ts in self.bots.items() if ts < floor_ms]:
-            del self.bots[key]
-            self.keys.discard(key)
+        del self.humans[: bisect.bisect_left(self.humans, (floor_ms,))]
+        self.bots = {bot for bot in self.bots if bot[0] >= floor_ms}
 
 
 @dataclass(slots=True)
@@ -175,6 +173,7 @@ class PartitionState:
         #: The next offset to fold (restored from the changelog's partition record).
         self.next_offset = 0
         self._expired_at = 0
+        self._doc_keys: dict[DocKey, DocKey] = {}
 
     @property
     def floor_ms(self) -> int:
@@ -192,14 +191,14 @@ class PartitionState:
                 beyond += 1
                 continue
             timeline = self.users.setdefault(click.user_id, Timeline())
-            if click.row_key in timeline.keys:
+            identity = (click.ts, click.event_id)
+            if timeline.holds(identity, click.is_bot):
                 duplicates += 1
                 continue
-            timeline.keys.add(click.row_key)
             changed.add(click.user_id)
             self.max_ts = max(self.max_ts, click.ts)
             if click.is_bot:
-                timeline.bots[click.row_key] = click.ts
+                timeline.bots.add(identity)
                 deltas = {click.doc_key: Delta(bot_clicks=1)}
             else:
                 deltas = self._insert(timeline, click)
@@ -212,32 +211,36 @@ class PartitionState:
 
     def _insert(self, timeline: Timeline, click: SpeedClick) -> dict[DocKey, Delta]:
         """Insert a human click; the deltas of its own and its predecessor's documents."""
-        entry = Entry(click.ts, click.event_id, click.row_key, click.doc_key)
+        entry: Entry = (click.ts, click.event_id, self.doc_key(click.doc_key))
         humans = timeline.humans
-        position = bisect.bisect(humans, (entry.ts, entry.event_id), key=_order)
+        position = bisect.bisect_left(humans, entry[:2])
         before = humans[position - 1] if position > 0 else None
-        if before is not None and before.ts < self.floor_ms:
+        if before is not None and before[0] < self.floor_ms:
             # Expired or not, a click below the floor is outside the window: the answer must
             # not depend on when the timeline was last trimmed (a restore trims differently).
             before = None
         after = humans[position] if position < len(humans) else None
         humans.insert(position, entry)
         own = Delta(clicks=1, users=[click.user_id])
-        deltas = {entry.doc_key: own}
+        deltas = {entry[2]: own}
         spent = self._spent(entry, after)
         if spent is not None:
             own.spent_sum, own.spent_count = spent, 1
         if before is not None:
             old, new = self._spent(before, after), self._spent(before, entry)
-            change = deltas.setdefault(before.doc_key, Delta())
+            change = deltas.setdefault(before[2], Delta())
             change.spent_sum += (new or 0) - (old or 0)
             change.spent_count += (new is not None) - (old is not None)
         return deltas
 
+    def doc_key(self, key: DocKey) -> DocKey:
+        """The one shared instance of ``key``: timelines hold references, not copies."""
+        return self._doc_keys.setdefault(key, key)
+
     def _spent(self, entry: Entry, following: Entry | None) -> int | None:
         if following is None:
             return None
-        gap = following.ts - entry.ts
+        gap = following[0] - entry[0]
         return gap if gap <= self.session_timeout_ms else None
 
     def _expire(self) -> set[str]:
@@ -251,12 +254,10 @@ class PartitionState:
             if timeline.newest() < floor:
                 del self.users[user]
                 expired.add(user)
-            elif (timeline.humans and timeline.humans[0].ts < floor) or any(
-                ts < floor for ts in timeline.bots.values()
+            elif (timeline.humans and timeline.humans[0][0] < floor) or any(
+                ts < floor for ts, _ in timeline.bots
             ):
                 timeline.expire(floor)
+        cutoff = floor - floor % MINUTE_MS
+        self._doc_keys = {key: key for key in self._doc_keys if key[2] >= cutoff}
         return expired
-
-
-def _order(entry: Entry) -> tuple[int, str]:
-    return (entry.ts, entry.event_id)

@@ -13,12 +13,14 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from elasticsearch import Elasticsearch
 from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings, load_settings
 from clickstream.stack.manager import Stack
 from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
+from ingest.generate import LATE_MAX_MS
 from ingest.harness import DaemonProcess, isolated
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from storage.admin import create_table, drop_tables
@@ -81,6 +83,14 @@ def pipeline(settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
+def views(pipeline: Settings) -> Iterator[Elasticsearch]:
+    """A client on the test's view indices (templates made by `pipeline`, which drops them)."""
+    client = es_connect(pipeline.elasticsearch)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def spawn(pipeline: Settings) -> Iterator[Spawn]:
     """Starts `clickstream ingest` on the test's topics and table (geo from the test DB); any
     daemon still running when the test ends, even a failed one, is killed."""
@@ -93,6 +103,9 @@ def spawn(pipeline: Settings) -> Iterator[Spawn]:
             *args,
             CLICKSTREAM_INGEST__GEOIP_DATABASE=str(GEO_DB),
             CLICKSTREAM_INGEST__BACKOFF_MAX_MS="2000",
+            # Generated traffic delivers 1 % of events 1-3 h late: the speed layer's window
+            # must cover that for its views to be exact before the batch passes.
+            CLICKSTREAM_SPEED__ALLOWED_LATENESS_S=str(LATE_MAX_MS // 1000),
             **env,
         )
         started.append(daemon)

@@ -24,14 +24,13 @@ T0 = 1_780_000_000_000 - 1_780_000_000_000 % 3_600_000
 
 
 def click(offset: int, user: str, ts: int, url: str = "u1", *, bot: bool = False) -> SpeedClick:
-    """A click whose row key is a pure function of (user, ts, url), like the real one."""
-    key = f"{user}|{ts}|{url}".encode()
-    return SpeedClick(key, 0, offset, user, ts, f"e-{user}-{ts}-{url}", url, "DE", bot)
+    """A click whose event id is a pure function of (user, ts, url), like a fingerprint."""
+    return SpeedClick(0, offset, user, ts, f"e-{user}-{ts}-{url}", url, "DE", bot)
 
 
 def reference(clicks: list[SpeedClick]) -> dict[tuple[str, str, int], tuple[int, int, int, int]]:
     """(clicks, bot clicks, time-spent sum, count) per document, straight from the definition."""
-    unique = {c.row_key: c for c in clicks}
+    unique = {(c.user_id, c.ts, c.event_id): c for c in clicks}
     out: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     by_user: dict[str, list[SpeedClick]] = defaultdict(list)
     for c in unique.values():
@@ -118,7 +117,7 @@ class TestTimeSpent:
         delivered = clicks + rng.sample(clicks, k=min(len(clicks), 5))
         rng.shuffle(delivered)
         delivered = [
-            SpeedClick(c.row_key, 0, i, c.user_id, c.ts, c.event_id, c.url, c.country, c.is_bot)
+            SpeedClick(0, i, c.user_id, c.ts, c.event_id, c.url, c.country, c.is_bot)
             for i, c in enumerate(delivered)
         ]
         cuts = sorted(rng.sample(range(len(delivered) + 1), k=min(3, len(delivered) + 1)))
