@@ -4,8 +4,11 @@
 out-of-order events) go through one daemon that is SIGKILLed at three random instants and
 restarted each time, then meets a 30 s stop of the HBase Thrift server. At the end:
 HBase rows == distinct valid events, dead letters == malformed messages with their reasons,
-per (url, country, hour) clicks == the ground truth; then the batch job over the six hours,
-every view document == the ground truth. Prints and saves a JSON report.
+per (url, country, hour) clicks == the ground truth; the speed layer's minute views, summed
+per (url, country, hour), == the ground truth in clicks, time spent and bots, and the merged
+answer's totals too; then the batch job over the first half of the hours, every view document
+== the ground truth and the merged totals unchanged across the moved boundary. Prints and
+saves a JSON report.
 """
 
 from __future__ import annotations
@@ -28,16 +31,20 @@ from indexing.client import connect as es_connect
 from indexing.templates import ViewNames, create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.dlq import read_dead_letters
-from ingest.generate import Traffic, TrafficSpec, generate, publish
+from ingest.generate import LATE_MAX_MS, Traffic, TrafficSpec, generate, publish
 from ingest.harness import DaemonProcess, committed, isolated
 from ingest.population import GeoSample
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from processing.job import run_batch, spark_session
 from processing.writer import view_id
+from serving.params import MetricsQuery
+from serving.service import MetricsService
 from storage.admin import create_table, drop_tables
 from storage.connection import connect
 
 HOUR_MS = 3_600_000
+#: Generated traffic delivers 1 % of events 1-3 h late: the speed window must cover them.
+LATENESS = {"CLICKSTREAM_SPEED__ALLOWED_LATENESS_S": str(LATE_MAX_MS // 1000)}
 
 
 def _wait(condition: object, timeout: float) -> None:
@@ -89,14 +96,14 @@ def run_scenario(
     kills = []
     # Three random instants spread over the first two thirds of the run (the outage follows).
     for target in sorted(rng.uniform(0.05, 0.65) for _ in range(3)):
-        daemon = DaemonProcess.start(settings, "accept")
+        daemon = DaemonProcess.start(settings, "accept", **LATENESS)
         _wait(lambda target=target: committed(settings) >= target * total, 600)
         time.sleep(rng.uniform(0.0, 0.5))  # anywhere inside a batch or between two
         daemon.kill()
         kills.append(committed(settings))
         print(f"SIGKILL at {kills[-1]}/{total} committed", flush=True)
 
-    daemon = DaemonProcess.start(settings, "accept", "--exit-when-idle", "10")
+    daemon = DaemonProcess.start(settings, "accept", "--exit-when-idle", "10", **LATENESS)
     floor = committed(settings)
     _wait(lambda: committed(settings) > floor, 120)
     print(
@@ -118,16 +125,65 @@ def run_scenario(
     }
 
 
+def merged_totals(settings: Settings, t0_ms: int, t1_ms: int) -> tuple[int, int, int, int]:
+    """(clicks, bot clicks, time-spent sum, count) of the serving layer's merged answer."""
+    with MetricsService(settings) as service:
+        total = service.query(MetricsQuery(from_ms=t0_ms, to_ms=t1_ms)).total
+    return (total.clicks, total.bot_clicks, total.time_spent_sum_ms, total.time_spent_count)
+
+
+def truth_totals(traffic: Traffic) -> tuple[int, int, int, int]:
+    """The same four figures from the ground truth."""
+    t = traffic.truth.totals()
+    return (t.clicks, t.bot_clicks, t.time_spent_sum_ms, t.time_spent_count)
+
+
+def check_speed(settings: Settings, traffic: Traffic, t0_ms: int, t1_ms: int) -> dict[str, object]:
+    """Speed views per (url, country, hour) and the merged totals against the truth."""
+    client = es_connect(settings.elasticsearch)
+    try:
+        pattern = f"{settings.elasticsearch.index_prefix}-speed-*"
+        client.indices.refresh(index=pattern)
+        sums: dict[tuple[str, str, int], list[int]] = {}
+        for hit in scan(client, index=pattern, query={"query": {"match_all": {}}}):
+            doc = hit["_source"]
+            key = (doc["url"], doc["country"], doc["start"] // HOUR_MS * HOUR_MS)
+            row = sums.setdefault(key, [0, 0, 0, 0])
+            for i, field in enumerate(
+                ("clicks", "bot_clicks", "time_spent_sum_ms", "time_spent_count")
+            ):
+                row[i] += doc[field]
+    finally:
+        client.close()
+    truth = {
+        (g.url, g.country, g.hour_ms): [
+            g.clicks,
+            g.bot_clicks,
+            g.time_spent_sum_ms,
+            g.time_spent_count,
+        ]
+        for g in traffic.truth.groups
+    }
+    observed = {k: v for k, v in sums.items() if v[0] or v[1]}
+    mismatched = sum(1 for k in truth.keys() | observed.keys() if truth.get(k) != observed.get(k))
+    return {
+        "speed_groups_equal_truth": mismatched == 0,
+        "speed_mismatched_groups": mismatched,
+        "merged_totals_equal_truth": merged_totals(settings, t0_ms, t1_ms) == truth_totals(traffic),
+    }
+
+
 def check_batch(
     base: Settings, settings: Settings, traffic: Traffic, t0_ms: int, t1_ms: int
 ) -> dict[str, object]:
     """Run the batch layer over the span; compare every view document with the truth."""
     es = settings.elasticsearch
     client = es_connect(es)
-    create_templates(client, es)
     spark = spark_session(base)
     try:
-        result = run_batch(spark, settings, t0_ms, t1_ms)
+        # The first half only: the boundary lands inside the data, speed answers the rest.
+        seam = t0_ms + (t1_ms - t0_ms) // 2 // HOUR_MS * HOUR_MS
+        result = run_batch(spark, settings, t0_ms, seam)
         index = ViewNames(es.index_prefix).batch_index
         client.indices.refresh(index=index)
         docs = {
@@ -144,6 +200,7 @@ def check_batch(
                 g.bot_clicks,
             )
             for g in traffic.truth.groups
+            if g.hour_ms < seam
         }
         mismatches = sum(
             1
@@ -155,10 +212,11 @@ def check_batch(
             "batch_views": len(docs),
             "batch_views_equal_truth": mismatches == 0 and len(docs) == len(truth),
             "batch_mismatched_views": mismatches,
+            "merged_totals_unchanged_after_batch": merged_totals(settings, t0_ms, t1_ms)
+            == truth_totals(traffic),
         }
     finally:
         spark.stop()
-        drop_views(client, es)
         client.close()
 
 
@@ -178,6 +236,8 @@ def main() -> None:
     stack = Stack(base, progress=lambda line: print(f"  [stack] {line}", flush=True))
     create_topics(settings.kafka)
     create_table(settings, progress=lambda _: None)
+    client = es_connect(settings.elasticsearch)
+    create_templates(client, settings.elasticsearch)
     rng = random.Random(args.seed)
     report: dict[str, object] = {"when": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
@@ -197,11 +257,14 @@ def main() -> None:
 
         report.update(run_scenario(settings, stack, total, rng, args.outage_s))
         report.update(check(settings, traffic))
+        report.update(check_speed(settings, traffic, start, start + 7 * HOUR_MS))
         report.update(check_batch(base, settings, traffic, start, start + 6 * HOUR_MS))
     finally:
         stack.up()
         delete_topics(settings.kafka, pipeline_topics(settings.kafka))
         drop_tables(settings)
+        drop_views(client, settings.elasticsearch)
+        client.close()
 
     print(json.dumps(report, indent=2))
     save("acceptance", report)
@@ -212,7 +275,10 @@ def main() -> None:
             "dead_letters_by_reason_equal",
             "groups_equal_truth",
             "daemon_alive_through_outage",
+            "speed_groups_equal_truth",
+            "merged_totals_equal_truth",
             "batch_views_equal_truth",
+            "merged_totals_unchanged_after_batch",
         )
     )
     raise SystemExit(0 if ok else 1)

@@ -68,6 +68,7 @@ def main() -> None:
     finally:
         daemon.process.terminate()
         daemon.process.wait(30)
+        daemon.log_path.unlink(missing_ok=True)
         delete_topics(settings.kafka, pipeline_topics(settings.kafka))
         drop_tables(settings)
         drop_views(client, settings.elasticsearch)
