@@ -297,10 +297,13 @@ def _add_ingest(commands: Subcommands) -> None:
     """`clickstream ingest`."""
     ingest = commands.add_parser(
         "ingest",
-        help="the ingest daemon: Kafka -> validate -> enrich -> HBase, bad input to the DLQ",
+        help="the ingest daemon: Kafka -> validate -> enrich -> HBase + speed views, bad input "
+        "to the DLQ",
         description="Consume the clicks topic in consumer group ingest.group_id, validate and "
-        "enrich each click, write it to HBase under its salted row key, send rejected messages "
-        "to the dead-letter topic with a reason, and commit offsets only after both are durable. "
+        "enrich each click, write it to HBase under its salted row key, fold it into the speed "
+        "layer's minute views in Elasticsearch (speed.enabled), send rejected messages to the "
+        "dead-letter topic with a reason, and commit offsets (with the speed layer's changelog) "
+        "only after every write is durable. "
         "Runs until SIGTERM/SIGINT (finishes the batch in hand, commits, exits 0). Under systemd "
         "(Type=notify) it reports READY, WATCHDOG and STOPPING. Metrics and /healthz on "
         "ingest.metrics_port.",

@@ -6,7 +6,6 @@ import base64
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,8 @@ from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings
 from hbase_schema.late import hour_of
-from indexing.client import connect as es_connect
 from indexing.state import read_watermark, state_index
-from indexing.templates import ViewNames, create_templates, drop_views
+from indexing.templates import ViewNames
 from ingest.generate import Traffic, publish
 from processing.aggregate import HOUR_MS
 from processing.job import default_range, run_batch
@@ -32,16 +30,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBMIT = ROOT / "deploy" / "spark" / "submit.sh"
-
-
-@pytest.fixture
-def views(pipeline: Settings) -> Iterator[Elasticsearch]:
-    """The test's view templates; its indices and templates are deleted afterwards."""
-    client = es_connect(pipeline.elasticsearch)
-    create_templates(client, pipeline.elasticsearch)
-    yield client
-    drop_views(client, pipeline.elasticsearch)
-    client.close()
 
 
 def batch_documents(client: Elasticsearch, settings: Settings) -> dict[str, dict[str, Any]]:

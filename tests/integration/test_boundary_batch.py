@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -19,35 +18,13 @@ from indexing.boundary import (
     uniques_id,
     uniques_index,
 )
-from indexing.client import connect as es_connect
-from indexing.templates import create_templates, drop_views
 from ingest.generate import publish
 from processing.aggregate import HOUR_MS
-from processing.job import run_batch, spark_session
+from processing.job import run_batch
 from processing.reader import read_clicks
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def spark(base_settings: Settings) -> Iterator[SparkSession]:
-    """One local Spark session for the module."""
-    session = spark_session(base_settings, app="clickstream-boundary-tests")
-    yield session
-    session.stop()
-
-
-@pytest.fixture
-def views(pipeline: Settings) -> Iterator[Elasticsearch]:
-    """The test's templates; its indices and templates are deleted afterwards."""
-    client = es_connect(pipeline.elasticsearch)
-    try:
-        create_templates(client, pipeline.elasticsearch)
-        yield client
-    finally:
-        drop_views(client, pipeline.elasticsearch)
-        client.close()
 
 
 def expected_uniques(spark: SparkSession, settings: Settings, t0: int, t1: int) -> dict[str, int]:
