@@ -139,15 +139,16 @@ class ViewDoc:
 
     @property
     def doc_id(self) -> str:
-        """Deterministic id: the owning partition and a hash of (url, country, minute)."""
-        url, country, minute = self.key
-        digest = hashlib.sha256(f"{url}\0{country}\0{minute}".encode()).hexdigest()[:32]
-        return f"p{self.partition}-{digest}"
+        """Its Elasticsearch id (see :func:`doc_id`)."""
+        return doc_id(self.partition, self.key)
 
 
 def doc_id(partition: int, key: DocKey) -> str:
-    """The id of the document ``key`` owned by ``partition``."""
-    return ViewDoc(partition, key, 4).doc_id
+    """Deterministic id of document ``key`` owned by ``partition``: the partition and a hash
+    of (url, country, minute), so two partitions never write the same document."""
+    url, country, minute = key
+    digest = hashlib.sha256(f"{url}\0{country}\0{minute}".encode()).hexdigest()[:32]
+    return f"p{partition}-{digest}"
 
 
 @dataclass(frozen=True, slots=True)
