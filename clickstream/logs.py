@@ -8,6 +8,17 @@ import sys
 import structlog
 
 
+class _Stderr:
+    """``sys.stderr`` as it is at each write. A stream bound once goes stale when something
+    swaps it (pytest's capture closes the one a test saw), and logging then raises."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     """Route structlog (and stdlib logging) to stderr; ``json=None`` picks by terminal."""
     use_json = not sys.stderr.isatty() if json is None else json
@@ -28,8 +39,8 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     # Third-party libraries (elasticsearch, urllib3, py4j) log through stdlib: keep them quiet.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=_Stderr())

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clickstream import cli
 from clickstream.cli import build_parser, main
-
-
-@pytest.fixture(autouse=True)
-def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
-    """main() configures structlog onto the captured stderr, which pytest closes after the
-    test; later tests in the session that log would then write to a closed file."""
-    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
 
 
 class TestHelp:
