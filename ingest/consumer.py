@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
@@ -84,6 +85,7 @@ class IngestLoop:
         self._metrics = metrics
         self._notifier = notifier
         self._speed = speed
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speed-write")
         self._clock = clock
         self._stopping = False
         self._assigned: set[tuple[str, int]] = set()
@@ -133,6 +135,7 @@ class IngestLoop:
         self._consumer.close()
         self._producer.flush(5)
         self._writer.close()
+        self._pool.shutdown(wait=True)
         if self._speed is not None:
             self._speed.close()
 
@@ -204,11 +207,21 @@ class IngestLoop:
         )
 
     def _write_and_commit(self, batch: ProcessedBatch, speed: SpeedBatch | None) -> None:
-        self._writer.write(list(batch.rows.items()))
-        if batch.late and self.config.late_table:
-            self._writer.write(list(batch.late.items()), self.config.late_table)
-        if speed is not None and self._speed is not None:
-            self._speed.write(speed)
+        # HBase and Elasticsearch are written at the same time (both are waits on a server);
+        # the transaction starts only once both are durable.
+        pending = (
+            self._pool.submit(self._speed.write, speed)
+            if speed is not None and self._speed is not None
+            else None
+        )
+        try:
+            self._writer.write(list(batch.rows.items()))
+            if batch.late and self.config.late_table:
+                self._writer.write(list(batch.late.items()), self.config.late_table)
+        finally:
+            # Never leave a write running into the next attempt; its error, if any, wins.
+            if pending is not None:
+                pending.result()
         self._commit_transaction(batch, speed)
 
     def _commit_transaction(self, batch: ProcessedBatch, speed: SpeedBatch | None) -> None:
