@@ -138,6 +138,12 @@ class ElasticsearchSettings(_Section):
     shards: int = Field(1, ge=1, description="Primary shards of each view index.")
     replicas: int = Field(0, ge=0, description="Replicas of each view index.")
     request_timeout_s: float = Field(30.0, gt=0, description="Per-request timeout.")
+    speed_refresh_interval: str = Field(
+        "500ms",
+        pattern=r"^\d+(ms|s)$",
+        description="refresh_interval of the speed indices: how long a written speed view "
+        "waits to be searchable (the batch indices refresh every 1s).",
+    )
 
     @field_validator("url")
     @classmethod

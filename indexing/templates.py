@@ -84,9 +84,11 @@ def template_bodies(
     index_settings = {
         "number_of_shards": settings.shards,
         "number_of_replicas": settings.replicas,
-        # Views are written in bulk once a second at most: no need to refresh faster.
+        # Batch views change once an hour: a refresh a second is plenty.
         "refresh_interval": "1s",
     }
+    # Speed views change every batch; the refresh is what a reader waits for after a write.
+    speed_settings = {**index_settings, "refresh_interval": settings.speed_refresh_interval}
     return {
         names.batch_template: {
             "index_patterns": [f"{names.prefix}-batch-*"],
@@ -101,7 +103,7 @@ def template_bodies(
             "index_patterns": [names.speed_pattern],
             "priority": 100,
             "template": {
-                "settings": index_settings,
+                "settings": speed_settings,
                 "aliases": {names.alias: speed_alias},
                 "mappings": {
                     "dynamic": "strict",
