@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,3 +37,42 @@ def make_traffic(events: int, seed: int, hours: int = 6) -> Traffic:
     geo = GeoSample.from_mmdb([GEO_DB], seed=seed)
     spec = TrafficSpec(start_ms=traffic_start_ms(), events=events, hours=hours)
     return generate(spec, seed=seed, geo=geo)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    """Poll ``condition`` (connection errors count as not yet) until true, or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def metric(port: int, name: str) -> float:
+    """One unlabelled metric of a daemon's Prometheus endpoint (0 when absent)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def health(port: int) -> dict[str, object]:
+    """A daemon's /healthz body (also when it answers 503)."""
+    try:
+        response = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    except urllib.error.HTTPError as exc:  # 503 while degraded still carries the JSON
+        return dict(json.load(exc))
+    return dict(json.load(response))

@@ -7,15 +7,11 @@ subprocess, and compares HBase and the dead-letter topic with the generator's gr
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +23,7 @@ from ingest.dlq import read_dead_letters
 from ingest.generate import Traffic, publish
 from ingest.harness import committed
 from storage.connection import connect
-from tests.integration.helpers import Spawn, make_traffic
+from tests.integration.helpers import Spawn, free_port, health, make_traffic, metric, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +94,7 @@ def test_sigkill_at_three_instants_loses_and_duplicates_nothing(
         # Kill at a random instant once this incarnation has committed something, while
         # messages remain: the kill lands between (or inside) batches, never after the end.
         floor = committed(pipeline)
-        _wait_for(lambda floor=floor: committed(pipeline) > floor, 60)  # type: ignore[misc]
+        wait_for(lambda floor=floor: committed(pipeline) > floor, 60)  # type: ignore[misc]
         time.sleep(rng.uniform(0.0, 0.3))
         running.kill()
         progress_at_kill.append(committed(pipeline))
@@ -115,7 +111,7 @@ def test_hbase_thrift_down_30s_daemon_waits_and_loses_nothing(
 ) -> None:
     """With the Thrift server stopped for 30 s the daemon stays up, reports degraded, resumes."""
     traffic = make_traffic(events=6000, seed=13)
-    port = _free_port()
+    port = free_port()
     running = spawn("o", "--exit-when-idle", "8", CLICKSTREAM_INGEST__METRICS_PORT=str(port))
     process = running.process
     try:
@@ -123,17 +119,17 @@ def test_hbase_thrift_down_30s_daemon_waits_and_loses_nothing(
         first = Traffic(traffic.messages[:half], traffic.truth)
         rest = Traffic(traffic.messages[half:], traffic.truth)
         publish(first, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
-        _wait_for(lambda: _metric(port, "clickstream_ingest_events_stored_total") > 0, 60)
+        wait_for(lambda: metric(port, "clickstream_ingest_events_stored_total") > 0, 60)
 
         stopped = stack.stop_server("thrift")
         assert stopped
         publish(rest, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
-        _wait_for(lambda: _health(port)["status"] == "degraded", 30)
+        wait_for(lambda: health(port)["status"] == "degraded", 30)
         time.sleep(30)
         assert process.poll() is None, "the daemon died during the outage"
-        health = _health(port)
-        assert health["status"] == "degraded"
-        assert health["paused"] is True
+        state = health(port)
+        assert state["status"] == "degraded"
+        assert state["paused"] is True
     finally:
         stack.up()
     running.finish()
@@ -169,38 +165,3 @@ def test_systemd_notify_ready_watchdog_stopping(
             message = listener.recv(4096).decode()
             if message.startswith("STOPPING=1"):
                 break
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except (OSError, urllib.error.URLError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
-def _metric(port: int, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
-def _health(port: int) -> dict[str, object]:
-    try:
-        response = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
-    except urllib.error.HTTPError as exc:  # 503 while degraded still carries the JSON
-        return dict(json.load(exc))
-    return dict(json.load(response))

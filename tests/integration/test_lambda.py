@@ -10,8 +10,6 @@ speed layers agree document for document.
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Callable
 
 import datasketches
 import pytest
@@ -27,18 +25,10 @@ from processing.job import run_batch
 from serving.merge import Metrics
 from serving.params import MetricsQuery
 from serving.service import MetricsService
-from tests.integration.helpers import HOUR_MS, Spawn, make_traffic, traffic_start_ms
+from tests.integration.helpers import HOUR_MS, Spawn, make_traffic, traffic_start_ms, wait_for
 from tests.integration.test_speed import all_documents, merged_users, per_hour
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def _refresh(settings: Settings) -> None:
@@ -82,11 +72,11 @@ def test_merged_answers_follow_the_truth_through_kills_and_the_batch(
             publish(chunk, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
             if instant == 2:  # SIGKILL mid-chunk, then a new incarnation takes over
                 floor = sent
-                _wait(lambda floor=floor: committed(pipeline) > floor, 60, "progress")
+                wait_for(lambda floor=floor: committed(pipeline) > floor, 60)
                 daemon.kill()
                 daemon = spawn("a")
             sent = cut
-            _wait(lambda cut=cut: committed(pipeline) >= cut, 120, f"{cut} committed")
+            wait_for(lambda cut=cut: committed(pipeline) >= cut, 120)
             _refresh(pipeline)
             answer = service.query(everything)
             assert answer.boundary_ms is None

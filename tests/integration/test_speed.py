@@ -15,6 +15,7 @@ from elasticsearch import Elasticsearch
 
 from clickstream.errors import RetriableError
 from clickstream.settings import Settings
+from clickstream.stack.manager import Stack
 from indexing.client import connect as es_connect
 from ingest.generate import Traffic, publish
 from ingest.harness import committed
@@ -22,7 +23,15 @@ from ingest.truth import GroundTruth
 from speed.docs import Rendered, render
 from speed.state import ViewDoc
 from speed.store import SpeedStore
-from tests.integration.helpers import HOUR_MS, Spawn, make_traffic
+from tests.integration.helpers import (
+    HOUR_MS,
+    Spawn,
+    free_port,
+    health,
+    make_traffic,
+    metric,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +189,29 @@ class TestStore:
                 store.write([self._doc(prefix, offset=1, clicks=1)])
         finally:
             store.close()
+
+
+def test_elasticsearch_down_daemon_waits_and_counts_everything_once(
+    pipeline: Settings, stack: Stack, spawn: Spawn
+) -> None:
+    """With Elasticsearch stopped mid-run the daemon stays up, degraded and paused; once it is
+    back, the speed views equal the truth."""
+    traffic = make_traffic(events=4000, seed=23)
+    port = free_port()
+    running = spawn("es", "--exit-when-idle", "8", CLICKSTREAM_INGEST__METRICS_PORT=str(port))
+    try:
+        half = len(traffic.messages) // 2
+        first = Traffic(traffic.messages[:half], traffic.truth)
+        rest = Traffic(traffic.messages[half:], traffic.truth)
+        publish(first, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+        wait_for(lambda: metric(port, "clickstream_speed_documents_written_total") > 0, 60)
+        assert stack.stop_server("elasticsearch")
+        publish(rest, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+        wait_for(lambda: health(port)["status"] == "degraded", 60)
+        time.sleep(10)
+        assert running.process.poll() is None, "the daemon died during the outage"
+        assert health(port)["paused"] is True
+    finally:
+        stack.up()
+    running.finish()
+    assert_speed_equals_truth(pipeline, traffic)
