@@ -44,13 +44,42 @@ def encode_timeline(timeline: Timeline) -> bytes:
 
 
 def decode_timeline(value: bytes, state: PartitionState | None = None) -> Timeline:
-    """The timeline :func:`encode_timeline` wrote (doc keys shared through ``state``)."""
-    body = json.loads(value)
-    humans: list[Entry] = []
-    for ts, event_id, url, country in body["h"]:
-        key = (url, country, ts - ts % MINUTE_MS)
-        humans.append((ts, event_id, state.doc_key(key) if state is not None else key))
-    return Timeline(humans, {(ts, event_id) for ts, event_id in body["b"]})
+    """The timeline :func:`encode_timeline` wrote (doc keys shared through ``state``).
+
+    Format 1 (the first release) kept row keys instead of bot event ids; its bot clicks are
+    read back with the row key standing in for the event id, which only matters for the dedup
+    of a bot click re-delivered across the upgrade. A newer format is refused: the state was
+    written by a newer daemon, and guessing would corrupt it.
+    """
+    try:
+        body = json.loads(value)
+        version = body.get("v")
+    except (ValueError, AttributeError) as exc:
+        raise SchemaError(f"unreadable speed changelog record: {exc}") from exc
+    if version not in (1, FORMAT):
+        raise SchemaError(
+            f"speed changelog record format {version!r} is newer than this daemon reads "
+            f"({FORMAT}): run the newer release"
+        )
+    try:
+        humans: list[Entry] = []
+        for item in body["h"]:
+            ts, event_id, url, country = item if version == FORMAT else _format_1(item)
+            key = (url, country, ts - ts % MINUTE_MS)
+            humans.append((ts, event_id, state.doc_key(key) if state is not None else key))
+        bots = {(ts, eid) for ts, eid in body["b"]} if version == FORMAT else _bots_1(body["b"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SchemaError(f"unreadable speed changelog record: {exc}") from exc
+    return Timeline(humans, bots)
+
+
+def _format_1(item: list[object]) -> tuple[int, str, str, str]:
+    ts, event_id, _row_key, url, country = item
+    return int(str(ts)), str(event_id), str(url), str(country)
+
+
+def _bots_1(items: list[list[object]]) -> set[tuple[int, str]]:
+    return {(int(str(ts)), f"rowkey:{key}") for key, ts in items}
 
 
 def encode_partition(state: PartitionState) -> bytes:

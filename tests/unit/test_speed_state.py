@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clickstream.errors import SchemaError
 from speed.changelog import (
     PARTITION_KEY,
     decode_timeline,
@@ -219,3 +220,28 @@ def _day(ms: int) -> str:
     import time  # noqa: PLC0415
 
     return time.strftime("%Y.%m.%d", time.gmtime(ms / 1000))
+
+
+class TestChangelogFormats:
+    def test_format_1_records_still_restore(self) -> None:
+        """A timeline written by the first release (row keys kept) reads back in order."""
+        old = (
+            b'{"v":1,"h":[[1000,"e1","00ff","https://a/","DE"],[2000,"e2","01ff","https://b/","FR"]]'
+            b',"b":[["02ff",1500]]}'
+        )
+        timeline = decode_timeline(old)
+        assert timeline.humans == [
+            (1000, "e1", ("https://a/", "DE", 0)),
+            (2000, "e2", ("https://b/", "FR", 0)),
+        ]
+        assert timeline.bots == {(1500, "rowkey:02ff")}
+
+    def test_a_newer_format_is_refused_by_name(self) -> None:
+        """State from a newer daemon is not guessed at: the error says what to run."""
+        with pytest.raises(SchemaError, match="format 9 is newer"):
+            decode_timeline(b'{"v":9,"h":[],"b":[]}')
+
+    def test_garbage_is_a_schema_error(self) -> None:
+        """A record that is not a timeline fails with a clear error, not a traceback."""
+        with pytest.raises(SchemaError, match="unreadable speed changelog record"):
+            decode_timeline(b"\xff not json")
