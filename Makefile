@@ -80,7 +80,8 @@ run: schema ## the pipeline end to end: traffic -> ingest (HBase + speed) -> que
 	$(CLICKSTREAM) query --from $$start --to $$end --group-by country --top 5; \
 	echo; echo "== 2. the batch layer passes [$$start, $$seam): the boundary moves to $$seam =="; \
 	$(CLICKSTREAM) batch --from $$start --to $$seam; \
-	echo; echo "== 3. the same query, merged: batch before $$seam, speed after (totals unchanged) =="; \
+	echo; echo "== 3. the same query, merged: batch before $$seam, speed after (the same totals,"; \
+	echo "   plus any late events step 1 reported waiting: a re-run lands behind the last boundary) =="; \
 	$(CLICKSTREAM) query --from $$start --to $$end; \
 	$(CLICKSTREAM) query --from $$start --to $$end --group-by country --top 5; \
 	echo; echo "== 4. one whole hour behind the boundary: unique users exact =="; \
