@@ -134,6 +134,16 @@ def _render(template: Path, target: Path, **values: object) -> None:
     target.write_text(text)
 
 
+def kafka_cluster_id(random16: bytes) -> str:
+    """A KRaft cluster id from 16 random bytes: base64url like Kafka's own ``Uuid``, which (like
+    Kafka) never starts with '-', or kafka-storage would read it as an option."""
+    cluster_id = base64.urlsafe_b64encode(random16).decode().rstrip("=")
+    # Kafka redraws such ids; flipping the first byte's top bit keeps this one deterministic.
+    if cluster_id.startswith("-"):
+        return kafka_cluster_id(bytes([random16[0] ^ 0x80]) + random16[1:])
+    return cluster_id
+
+
 def _base_env(java_home: Path) -> dict[str, str]:
     return {
         "PATH": f"{java_home / 'bin'}:/usr/local/bin:/usr/bin:/bin",
@@ -171,8 +181,7 @@ def _kafka_prepare(s: Settings, layout: Layout, progress: Progress) -> Launch:
     java = str(java_home / "bin" / "java")
     classpath = f"{lib}/*"
     if not (data / "meta.properties").exists():
-        # KRaft storage is formatted once; the cluster id is a base64url UUID like Kafka's own.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_cluster_id(uuid.uuid4().bytes)
         progress("formatting Kafka storage (KRaft) ...")
         result = subprocess.run(
             [

@@ -13,7 +13,7 @@ import pytest
 from clickstream.errors import StackError
 from clickstream.stack.java import find_java, java_major
 from clickstream.stack.process import Tracked, port_in_use, tail
-from clickstream.stack.servers import DEPLOY_LOCAL
+from clickstream.stack.servers import DEPLOY_LOCAL, kafka_cluster_id
 
 # Placeholders each template may use: what servers.py passes when it renders them.
 TEMPLATE_KEYS = {
@@ -114,3 +114,15 @@ class TestTail:
         log.write_text("\n".join(str(i) for i in range(100)))
         assert tail(log, 3) == "97\n98\n99"
         assert tail(tmp_path / "missing.log") == ""
+
+
+class TestKafkaClusterId:
+    def test_never_starts_with_a_dash(self) -> None:
+        """An id starting with '-' reads as an option to kafka-storage (1 fresh machine in 64)."""
+        ids = [kafka_cluster_id(bytes([0xF8 + i % 8]) + bytes(15)) for i in range(16)]
+        assert all(not cluster.startswith("-") for cluster in ids)
+        assert all(len(cluster) == 22 for cluster in ids)
+
+    def test_is_the_base64url_of_the_uuid_otherwise(self) -> None:
+        """Kafka's own form: 22 base64url characters of 16 random bytes."""
+        assert kafka_cluster_id(bytes(16)) == "A" * 22
