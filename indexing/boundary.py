@@ -23,7 +23,7 @@ import structlog
 from elasticsearch import Elasticsearch
 
 from clickstream.settings import ElasticsearchSettings
-from indexing.templates import ViewNames, speed_filter, template_bodies
+from indexing.templates import ViewNames, ensure_batch_index, speed_filter, template_bodies
 
 log = structlog.get_logger(__name__)
 
@@ -164,9 +164,8 @@ def move_boundary(client: Elasticsearch, settings: ElasticsearchSettings, bounda
         log.warning("boundary.not_moved_back", current=current, asked=boundary_ms)
         return current
     put_speed_template(client, settings, boundary_ms)
-    # The batch index may not exist yet (a range with no clicks): the alias needs it to hold
-    # the batch filter, which is where the boundary is read from.
-    client.options(ignore_status=400).indices.create(index=ViewNames(prefix).batch_index)
+    # The alias needs the batch index to hold the batch filter, where the boundary is read.
+    ensure_batch_index(client, prefix)
     client.indices.update_aliases(
         actions=alias_actions(prefix, speed_indices(client, prefix), boundary_ms)
     )

@@ -136,6 +136,14 @@ def create_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> 
     return written
 
 
+def ensure_batch_index(client: Elasticsearch, prefix: str) -> str:
+    """Create the batch view index from its template if absent; its name. A range without
+    clicks writes no document, and must not leave the index missing (refresh, alias)."""
+    index = ViewNames(prefix).batch_index
+    client.options(ignore_status=400).indices.create(index=index)
+    return index
+
+
 def describe_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> dict[str, bool]:
     """Template name -> whether it exists."""
     return {

@@ -23,7 +23,7 @@ from hbase_schema.late import hour_of
 from indexing.boundary import ensure_uniques_index, move_boundary, prune_speed, uniques_index
 from indexing.client import connect
 from indexing.state import advance_watermark, read_watermark, state_index
-from indexing.templates import ViewNames
+from indexing.templates import ViewNames, ensure_batch_index
 from processing.aggregate import HOUR_MS, batch_uniques, batch_views
 from processing.reader import read_clicks
 from processing.writer import write_uniques, write_views
@@ -124,6 +124,7 @@ def run_batch(
             settings={"number_of_shards": 1, "number_of_replicas": es.replicas},
         )
         ensure_uniques_index(client, es)
+        batch_index = ensure_batch_index(client, es.index_prefix)
         views_total = 0
         watermark: int | None = None
         chunks = list(range(t0_ms, t1_ms, chunk_hours * HOUR_MS))
@@ -140,7 +141,7 @@ def run_batch(
             views_total += count
             progress(f"late events: recomputed [{_iso(r0)}, {_iso(r1)}) -> {count} views")
         late_ledger.clear(settings.hbase, done)
-        client.indices.refresh(index=ViewNames(es.index_prefix).batch_index)
+        client.indices.refresh(index=batch_index)
         client.indices.refresh(index=uniques_index(es.index_prefix))
         # Only once the views are searchable may readers be switched to them.
         boundary = move_boundary(client, es, watermark if watermark is not None else t1_ms)

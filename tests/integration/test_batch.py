@@ -168,3 +168,18 @@ def test_late_events_are_recomputed_by_the_next_scheduled_run(
             group.bot_clicks,
         ), doc
     assert late_ledger.snapshot(pipeline.hbase) == []
+
+
+def test_a_batch_over_a_quiet_range_succeeds_with_no_views_and_moves_on(
+    pipeline: Settings, views: Elasticsearch, spark: SparkSession
+) -> None:
+    """A range without a single click (quiet hours, a new table) is done with 0 views: the
+    watermark and the boundary move to its end, as after any other run."""
+    t0 = traffic_start_ms()
+    result = run_batch(spark, pipeline, t0, t0 + 2 * HOUR_MS, progress=lambda _: None)
+
+    assert result.views == 0
+    assert result.boundary_ms == t0 + 2 * HOUR_MS
+    prefix = pipeline.elasticsearch.index_prefix
+    assert read_watermark(views, prefix).completed_until_ms == t0 + 2 * HOUR_MS
+    assert batch_documents(views, pipeline) == {}
