@@ -312,7 +312,8 @@ def _add_ingest(commands: Subcommands) -> None:
         "--exit-when-idle",
         type=float,
         metavar="SECONDS",
-        help="exit after this long without messages (backfills, tests)",
+        help="exit once every assigned partition has been read to its end and nothing arrived "
+        "for this long (backfills, tests); the clock starts at the assignment, never earlier",
     )
     ingest.add_argument(
         "--instance",

@@ -24,6 +24,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from clickstream.errors import ClickstreamError, RetriableError
+from ingest.drain import DrainWatch
 from ingest.metrics import IngestMetrics
 from ingest.model import Source
 from ingest.pipeline import Enriches, Incoming, ProcessedBatch, process, speed_clicks
@@ -91,7 +92,9 @@ class IngestLoop:
         self._assigned: set[tuple[str, int]] = set()
         self._paused = False
         self._ready = False
-        self._last_message = time.monotonic()
+        self._drain = (
+            DrainWatch(config.exit_when_idle_s) if config.exit_when_idle_s is not None else None
+        )
         self._last_lag_check = 0.0
         self.totals = {"consumed": 0, "stored": 0, "rejected": 0, "batches": 0}
 
@@ -118,15 +121,16 @@ class IngestLoop:
             )
             incoming = self._incoming(messages)
             if not incoming:
-                if self._idle_expired():
+                if self._drain is not None and self._drain.drained(time.monotonic()):
                     log.info("ingest.idle_exit", idle_s=self.config.exit_when_idle_s)
                     break
                 self._update_lag()
                 continue
             self._handle(incoming)
-            # Idle time counts from the end of the last batch, not its start (which may have
-            # been held through a long outage).
-            self._last_message = time.monotonic()
+            if self._drain is not None:
+                # Idle time counts from the end of the last batch, not its start (which may
+                # have been held through a long outage).
+                self._drain.activity(time.monotonic())
             self._update_lag()
 
     def close(self) -> None:
@@ -143,7 +147,9 @@ class IngestLoop:
 
     def _incoming(self, messages: list[Message]) -> list[Incoming]:
         incoming = []
+        now = time.monotonic()
         for message in messages:
+            self._watch(message, now)
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
@@ -333,6 +339,9 @@ class IngestLoop:
             remaining = max(0.0, min(0.5, deadline - time.monotonic()))
             stray = self._consumer.consume(1, timeout=remaining)
             for message in stray:  # from a partition assigned during the outage: replayed later
+                self._watch(message, time.monotonic())
+                if message.error() is not None:
+                    continue
                 position = (message.topic() or "", message.partition() or 0, message.offset() or 0)
                 self._consumer.seek(TopicPartition(*position))
         return not self._stopping
@@ -344,6 +353,8 @@ class IngestLoop:
         if self._paused:
             consumer.pause(partitions)
         self._assigned = {(tp.topic, tp.partition) for tp in partitions}
+        if self._drain is not None:
+            self._drain.assigned(self._assigned, time.monotonic())
         if self._speed is not None:
             # Restored lazily, before the first message of each is folded (in the loop, where
             # an unreachable changelog or Elasticsearch is retried, not raised in a callback).
@@ -359,14 +370,23 @@ class IngestLoop:
         # left uncommitted here; a batch held through an outage is trimmed in _handle.
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self._assigned -= revoked
+        if self._drain is not None:
+            self._drain.revoked(revoked)
         if self._speed is not None:
             self._speed.revoked(p for _, p in revoked)
         log.info("kafka.revoked", partitions=sorted(p for _, p in revoked))
         consumer.unassign()
 
-    def _idle_expired(self) -> bool:
-        idle = self.config.exit_when_idle_s
-        return idle is not None and self._ready and time.monotonic() - self._last_message >= idle
+    def _watch(self, message: Message, now: float) -> None:
+        """Feed --exit-when-idle's watch: a message, or the end of a partition."""
+        if self._drain is None:
+            return
+        partition = (message.topic() or "", message.partition() or 0)
+        error = message.error()
+        if error is None:
+            self._drain.message(partition, now)
+        elif error.code() == KafkaError._PARTITION_EOF:
+            self._drain.end_of_partition(partition)
 
     def _update_lag(self) -> None:
         now = time.monotonic()

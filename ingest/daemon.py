@@ -73,6 +73,8 @@ def build_loop(
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            # End-of-partition events tell --exit-when-idle that the topic has been read.
+            "enable.partition.eof": exit_when_idle_s is not None,
             # Fetch enough for a batch per round trip, not the 64 MiB default per partition.
             "queued.max.messages.kbytes": 16384,
         }

@@ -165,3 +165,14 @@ def test_systemd_notify_ready_watchdog_stopping(
             message = listener.recv(4096).decode()
             if message.startswith("STOPPING=1"):
                 break
+
+
+def test_exit_when_idle_reads_the_topic_to_its_end_first(pipeline: Settings, spawn: Spawn) -> None:
+    """An idle time shorter than the group join still drains the topic: the daemon exits only
+    once every assigned partition was read to its end (a slow coordinator on a fresh broker
+    once made it exit with the topic unread)."""
+    traffic = make_traffic(events=1500, seed=13, hours=2)
+    publish(traffic, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+    spawn("i", "--exit-when-idle", "0.05").finish()
+    assert committed(pipeline) == len(traffic.messages)
+    assert_landed_exactly(pipeline, traffic)
