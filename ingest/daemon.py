@@ -29,9 +29,8 @@ from ingest.metrics import IngestMetrics, serve
 from ingest.systemd import Notifier
 from ingest.topics import describe_topics
 from ingest.validate import Limits
-from speed.changelog import restore
+from speed.changelog import Restored, restore
 from speed.layer import SpeedLayer
-from speed.state import PartitionState
 from speed.store import SpeedStore
 from storage.connection import connect
 from storage.writer import HBaseWriter
@@ -133,7 +132,7 @@ def build_speed(settings: Settings) -> SpeedLayer:
         settings.batch.hll_lg_k,
     )
 
-    def restore_partition(partition: int) -> PartitionState:
+    def restore_partition(partition: int) -> Restored:
         return restore(
             settings.kafka,
             settings.kafka.speed_changelog_topic,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from speed.changelog import Record, records_for
+from speed.changelog import Record, Restored, records_for
 from speed.docs import DocTable, Rendered, render
 from speed.state import MINUTE_MS, Contribution, PartitionState, SpeedClick
 from speed.store import SpeedStore
@@ -24,7 +24,7 @@ from speed.store import SpeedStore
 log = structlog.get_logger(__name__)
 
 #: Restores one partition's state (the changelog reader, or a stand-in in unit tests).
-Restore = Callable[[int], PartitionState]
+Restore = Callable[[int], Restored]
 
 
 @dataclass(slots=True)
@@ -54,6 +54,9 @@ class SpeedLayer:
         self._docs = DocTable(store.lg_k)
         self._states: dict[int, PartitionState] = {}
         self._pending: set[int] = set()
+        #: Records that move a restored partition's legacy keys to the current layout; they
+        #: go out with the partition's next checkpoint.
+        self._migrations: dict[int, list[Record]] = {}
         self._evicted_at: dict[int, int] = {}
         #: Bumped on every assignment: a batch folded before it must be folded again.
         self.generation = 0
@@ -93,6 +96,7 @@ class SpeedLayer:
             state = self._states[partition]
             result = state.fold(items)
             contributions.extend(result.contributions)
+            batch.records.extend(self._migrations.pop(partition, []))
             batch.records.extend(records_for(state, result.changed_users, result.expired_users))
             batch.folded += len(items) - result.duplicates - result.beyond_horizon
             batch.duplicates += result.duplicates
@@ -130,19 +134,30 @@ class SpeedLayer:
         for partition in sorted(set(partitions) | self._pending):
             if partition in self._states:
                 continue
-            state = self._restore(partition)
+            restored = self._restore(partition)
+            state = restored.state
             self._states[partition] = state
             self._pending.discard(partition)
+            migration = restored.migration()
+            if migration:
+                self._migrations[partition] = migration
             log.info(
                 "speed.restored",
                 partition=partition,
                 users=len(state.users),
+                records=restored.records,
+                malformed=restored.malformed,
+                legacy_keys=len(restored.legacy),
                 next_offset=state.next_offset,
             )
+            lost = restored.lost()
+            if lost is not None:
+                log.warning("speed.restore_lost_state", partition=partition, lost=lost)
 
     def _forget(self, partition: int) -> None:
         self._states.pop(partition, None)
         self._pending.discard(partition)
+        self._migrations.pop(partition, None)
         self._evicted_at.pop(partition, None)
         self._docs.drop_partition(partition)
 

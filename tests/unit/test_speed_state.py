@@ -14,7 +14,9 @@ from speed.changelog import (
     PARTITION_KEY,
     decode_timeline,
     encode_timeline,
+    rebuild,
     records_for,
+    user_key,
 )
 from speed.docs import DocTable, parse, render, speed_index
 from speed.state import MINUTE_MS, PartitionState, SpeedClick
@@ -154,11 +156,13 @@ class TestReplay:
         table.apply(result.contributions)
         records = records_for(state, result.changed_users, result.expired_users)
         assert records[-1].key == PARTITION_KEY
-        restored = PartitionState(0, TIMEOUT, RETENTION)
-        restored.max_ts = state.max_ts
-        for record in records[:-1]:
-            assert record.value is not None
-            restored.users[record.key.decode()] = decode_timeline(record.value)
+        restored = rebuild(
+            0,
+            [(r.key, r.value) for r in records],
+            session_timeout_ms=TIMEOUT,
+            retention_ms=RETENTION,
+        ).state
+        assert restored.max_ts == state.max_ts
         # The documents come back from Elasticsearch in their rendered form.
         reloaded = DocTable(12)
         reloaded.add(parse(0, render(d, "p").source, 12) for d in table.docs.values())
@@ -190,7 +194,10 @@ class TestHorizon:
         assert result.expired_users == {"old"}
         assert set(state.users) == {"new"}
         records = records_for(state, result.changed_users, result.expired_users)
-        assert [(r.key, r.value is None) for r in records[:-1]] == [(b"new", False), (b"old", True)]
+        assert [(r.key, r.value is None) for r in records[:-1]] == [
+            (user_key("new"), False),
+            (user_key("old"), True),
+        ]
 
 
 class TestDocuments:
