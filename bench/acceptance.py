@@ -31,9 +31,6 @@ from indexing.client import connect as es_connect
 from indexing.templates import ViewNames, create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.dlq import read_dead_letters
-from ingest.generate import LATE_MAX_MS, Traffic, TrafficSpec, generate, publish
-from ingest.harness import DaemonProcess, committed, isolated
-from ingest.population import GeoSample
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from processing.job import run_batch, spark_session
 from processing.writer import view_id
@@ -41,6 +38,9 @@ from serving.params import MetricsQuery
 from serving.service import MetricsService
 from storage.admin import create_table, drop_tables
 from storage.connection import connect
+from traffic.generate import LATE_MAX_MS, Traffic, TrafficSpec, generate, publish
+from traffic.harness import DaemonProcess, committed, isolated
+from traffic.population import GeoSample
 
 HOUR_MS = 3_600_000
 #: Generated traffic delivers 1 % of events 1-3 h late: the speed window must cover them.

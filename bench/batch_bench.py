@@ -24,15 +24,15 @@ from indexing.client import connect as es_connect
 from indexing.templates import ViewNames, create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
-from ingest.generate import TrafficSpec, generate
-from ingest.harness import isolated
 from ingest.model import Source
 from ingest.pipeline import Incoming, process
-from ingest.population import GeoSample
 from ingest.validate import Limits
 from processing.job import run_batch, spark_session
 from storage.admin import create_table, drop_tables
 from storage.writer import HBaseWriter
+from traffic.generate import TrafficSpec, generate
+from traffic.harness import isolated
+from traffic.population import GeoSample
 
 HOUR_MS = 3_600_000
 

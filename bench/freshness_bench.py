@@ -30,13 +30,13 @@ from results_file import save
 from clickstream.settings import Settings, load_settings
 from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
-from ingest.harness import DaemonProcess, isolated
-from ingest.sender import Sender
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from serving.errors import BackendUnavailableError
 from serving.params import MetricsQuery
 from serving.service import MetricsService
 from storage.admin import create_table, drop_tables
+from traffic.harness import DaemonProcess, isolated
+from traffic.sender import Sender
 
 HOUR_MS = 3_600_000
 

@@ -33,17 +33,17 @@ from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
-from ingest.generate import TrafficSpec, generate, publish
-from ingest.harness import DaemonProcess, batch_throughput, batches_in, isolated
 from ingest.model import Source
 from ingest.pipeline import Incoming, process, speed_clicks
-from ingest.population import GeoSample
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from ingest.validate import Limits
 from speed.docs import DocTable, render
 from speed.state import PartitionState, SpeedClick
 from storage.admin import create_table, drop_tables
 from storage.writer import HBaseWriter, Row
+from traffic.generate import TrafficSpec, generate, publish
+from traffic.harness import DaemonProcess, batch_throughput, batches_in, isolated
+from traffic.population import GeoSample
 
 
 def bench_kafka_consume(settings: Settings, total: int) -> float:

@@ -150,8 +150,8 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.daemon import geo_paths  # noqa: PLC0415
-    from ingest.generate import TrafficSpec, generate, publish, write_truth  # noqa: PLC0415
-    from ingest.population import GeoSample  # noqa: PLC0415
+    from traffic.generate import TrafficSpec, generate, publish, write_truth  # noqa: PLC0415
+    from traffic.population import GeoSample  # noqa: PLC0415
 
     hour_ms = 3_600_000
     if args.start is not None:
@@ -198,7 +198,7 @@ def _parse_time(text: str) -> datetime:
 
 
 def _import_log(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.accesslog import import_log  # noqa: PLC0415
+    from traffic.accesslog import import_log  # noqa: PLC0415
 
     if not args.file.is_file():
         raise ConfigError(f"no such log file: {args.file}")

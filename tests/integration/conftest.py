@@ -20,11 +20,11 @@ from clickstream.settings import Settings, load_settings
 from clickstream.stack.manager import Stack
 from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
-from ingest.generate import LATE_MAX_MS
-from ingest.harness import DaemonProcess, isolated
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from storage.admin import create_table, drop_tables
 from tests.integration.helpers import GEO_DB, Spawn
+from traffic.generate import LATE_MAX_MS
+from traffic.harness import DaemonProcess, isolated
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from ingest.generate import Traffic, TrafficSpec, generate
-from ingest.harness import DaemonProcess
-from ingest.population import GeoSample
+from traffic.generate import Traffic, TrafficSpec, generate
+from traffic.harness import DaemonProcess
+from traffic.population import GeoSample
 
 GEO_DB = (
     Path(__file__).resolve().parents[3]

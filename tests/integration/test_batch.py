@@ -19,12 +19,12 @@ from clickstream.settings import Settings
 from hbase_schema.late import hour_of
 from indexing.state import read_watermark, state_index
 from indexing.templates import ViewNames
-from ingest.generate import Traffic, publish
 from processing.aggregate import HOUR_MS
 from processing.job import default_range, run_batch
 from processing.writer import view_id
 from storage import late as late_ledger
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms
+from traffic.generate import Traffic, publish
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,11 @@ from indexing.boundary import (
     uniques_id,
     uniques_index,
 )
-from ingest.generate import publish
 from processing.aggregate import HOUR_MS
 from processing.job import run_batch
 from processing.reader import read_clicks
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms
+from traffic.generate import publish
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 from clickstream.settings import Settings
 from clickstream.stack.manager import Stack
 from ingest.geo import GeoLocator
-from ingest.population import GeoSample
+from traffic.population import GeoSample
 
 pytestmark = pytest.mark.integration
 

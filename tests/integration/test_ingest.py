@@ -20,10 +20,10 @@ from clickstream.settings import Settings
 from clickstream.stack.manager import Stack
 from hbase_schema import columns
 from ingest.dlq import read_dead_letters
-from ingest.generate import Traffic, publish
-from ingest.harness import committed
 from storage.connection import connect
 from tests.integration.helpers import Spawn, free_port, health, make_traffic, metric, wait_for
+from traffic.generate import Traffic, publish
+from traffic.harness import committed
 
 pytestmark = pytest.mark.integration
 

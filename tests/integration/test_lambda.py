@@ -18,15 +18,15 @@ from pyspark.sql import SparkSession
 from clickstream.settings import Settings
 from indexing.client import connect as es_connect
 from indexing.templates import ViewNames
-from ingest.generate import Traffic, publish
-from ingest.harness import committed
-from ingest.truth import GroundTruth
 from processing.job import run_batch
 from serving.merge import Metrics
 from serving.params import MetricsQuery
 from serving.service import MetricsService
 from tests.integration.helpers import HOUR_MS, Spawn, make_traffic, traffic_start_ms, wait_for
 from tests.integration.test_speed import all_documents, merged_users, per_hour
+from traffic.generate import Traffic, publish
+from traffic.harness import committed
+from traffic.truth import GroundTruth
 
 pytestmark = pytest.mark.integration
 

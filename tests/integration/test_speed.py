@@ -18,10 +18,6 @@ from clickstream.errors import RetriableError
 from clickstream.settings import Settings
 from clickstream.stack.manager import Stack
 from indexing.client import connect as es_connect
-from ingest.generate import Traffic, publish
-from ingest.harness import committed
-from ingest.sender import Sender
-from ingest.truth import GroundTruth
 from speed.docs import Rendered, render
 from speed.state import ViewDoc
 from speed.store import SpeedStore
@@ -34,6 +30,10 @@ from tests.integration.helpers import (
     metric,
     wait_for,
 )
+from traffic.generate import Traffic, publish
+from traffic.harness import committed
+from traffic.sender import Sender
+from traffic.truth import GroundTruth
 
 pytestmark = pytest.mark.integration
 

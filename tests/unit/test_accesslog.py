@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.accesslog import Malformed, Skip, SkipReason, parse_line, read_log
 from ingest.model import ClickEvent
 from ingest.validate import parse_click
+from traffic.accesslog import Malformed, Skip, SkipReason, parse_line, read_log
 
 SITE = "https://www.example.com"
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"

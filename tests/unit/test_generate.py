@@ -12,10 +12,14 @@ from typing import Any
 import pytest
 
 from clickstream.settings import KafkaSettings
-from ingest import sender as sender_module
 from ingest.agent import AgentParser
 from ingest.enrich import Enricher
-from ingest.generate import (
+from ingest.geo import GeoLocator
+from ingest.model import ClickEvent, Rejection
+from ingest.urls import normalize_url
+from ingest.validate import parse_click
+from traffic import sender as sender_module
+from traffic.generate import (
     MALFORMED_KINDS,
     Traffic,
     TrafficSpec,
@@ -24,13 +28,9 @@ from ingest.generate import (
     publish,
     write_truth,
 )
-from ingest.geo import GeoLocator
-from ingest.model import ClickEvent, Rejection
-from ingest.population import BOT_AGENTS, BROWSER_AGENTS, GeoSample
-from ingest.sender import DeliveryError
-from ingest.truth import HOUR_MS, GroundTruth, TruthEvent, compute_truth
-from ingest.urls import normalize_url
-from ingest.validate import parse_click
+from traffic.population import BOT_AGENTS, BROWSER_AGENTS, GeoSample
+from traffic.sender import DeliveryError
+from traffic.truth import HOUR_MS, GroundTruth, TruthEvent, compute_truth
 
 TEST_DB = Path("/work/shared/testdata/geoip/GeoIP2-City-Test.mmdb")
 START = 1_779_998_400_000  # an hour boundary (2026-05-28T20:00:00Z)

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from clickstream.settings import KafkaSettings
-from ingest.sender import Sender
+from traffic.sender import Sender
 
 # fmt: off
 STATIC = frozenset({

@@ -2,8 +2,8 @@
 
 The core (:func:`generate`) is pure: a spec, a seed and a geo sample in; messages in delivery
 order and their true metrics out. Publishing to Kafka (:func:`publish`, through
-:class:`ingest.sender.Sender`) and writing the truth file (:func:`write_truth`) are the thin
-edges. The README describes the traffic; the metric rules are in :mod:`ingest.truth`.
+:class:`traffic.sender.Sender`) and writing the truth file (:func:`write_truth`) are the thin
+edges. The README describes the traffic; the metric rules are in :mod:`traffic.truth`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 from clickstream.errors import ConfigError
 from clickstream.settings import KafkaSettings
 from ingest.model import Reason
-from ingest.population import BOT_AGENTS, BROWSER_AGENTS, EXTERNAL_REFERRERS, GeoSample
-from ingest.sender import Sender
-from ingest.truth import UNKNOWN_COUNTRY, GroundTruth, TruthEvent, compute_truth
 from ingest.urls import normalize_url
+from traffic.population import BOT_AGENTS, BROWSER_AGENTS, EXTERNAL_REFERRERS, GeoSample
+from traffic.sender import Sender
+from traffic.truth import UNKNOWN_COUNTRY, GroundTruth, TruthEvent, compute_truth
 
 HOUR_MS = 3_600_000
 GAP_MEDIAN_MS = 40_000  # median time between a person's clicks within a session
@@ -221,7 +221,7 @@ def generate(spec: TrafficSpec, seed: int, geo: GeoSample) -> Traffic:
         late_events=late,
     )
     meta = {
-        "generator": "ingest.generate",
+        "generator": "traffic.generate",
         "seed": seed,
         "spec": {**asdict(spec), "sites": list(spec.sites)},
         "geo_networks": len(geo.networks),
