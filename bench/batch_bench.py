@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from pyspark.sql import SparkSession
 from results_file import save
 
+from clickstream.model import Source
 from clickstream.settings import Settings, load_settings
 from indexing.client import connect as es_connect
 from indexing.templates import ViewNames, create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
-from ingest.model import Source
 from ingest.pipeline import Incoming, process
 from ingest.validate import Limits
 from processing.job import run_batch, spark_session

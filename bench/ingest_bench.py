@@ -28,12 +28,12 @@ from datetime import UTC, datetime
 from confluent_kafka import Consumer
 from results_file import save
 
+from clickstream.model import Source
 from clickstream.settings import Settings, load_settings
 from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
 from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
-from ingest.model import Source
 from ingest.pipeline import Incoming, process, speed_clicks
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from ingest.validate import Limits

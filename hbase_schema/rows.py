@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from clickstream.model import Agent, ClickEvent, EnrichedClick, Geo, Source
 from hbase_schema import columns as c
 from hbase_schema.rowkey import encode_row_key
-from ingest.model import Agent, ClickEvent, EnrichedClick, Geo, Source
 
 
 def _text(value: object) -> bytes:

@@ -19,7 +19,7 @@ import re
 
 from ua_parser import BasicResolver, Domain, Resolver, load_builtins, load_lazy_builtins
 
-from ingest.model import Agent
+from clickstream.model import Agent
 
 AUTOMATION_TOKENS = (
     "crawler", "spider", "slurp",

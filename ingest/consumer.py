@@ -24,9 +24,9 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from clickstream.errors import ClickstreamError, RetriableError
+from clickstream.model import Source
 from ingest.drain import DrainWatch
 from ingest.metrics import IngestMetrics
-from ingest.model import Source
 from ingest.pipeline import Enriches, Incoming, ProcessedBatch, process, speed_clicks
 from ingest.systemd import Notifier
 from ingest.validate import Limits

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
+from clickstream.model import Rejection, Source
 from clickstream.settings import KafkaSettings
-from ingest.model import Rejection, Source
 
 # Header names, stable for anyone who reads the dead-letter topic.
 REASON = "clickstream.reason"

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clickstream.closing import Closeable
+from clickstream.model import ClickEvent, EnrichedClick, Geo
 from clickstream.settings import IngestSettings
 from ingest.agent import AgentParser
 from ingest.geo import UNKNOWN_COUNTRY, EnrichError, GeoLocator, geo_from_record
-from ingest.model import ClickEvent, EnrichedClick, Geo
 from ingest.urls import normalize_url
 
 __all__ = [

@@ -24,7 +24,7 @@ from maxminddb.reader import Reader
 
 from clickstream.closing import Closeable
 from clickstream.errors import ClickstreamError
-from ingest.model import Geo
+from clickstream.model import Geo
 
 UNKNOWN_COUNTRY = "ZZ"
 

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from clickstream.model import ClickEvent, EnrichedClick, Reason, Rejection, Source
 from hbase_schema.late import LATE_COLUMN, late_keys
 from hbase_schema.rows import to_row
 from ingest.dlq import DeadLetter, dead_letter
-from ingest.model import ClickEvent, EnrichedClick, Reason, Rejection, Source
 from ingest.validate import Limits, parse_click
 from speed.state import SpeedClick
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-from ingest.model import ClickEvent, Reason, Rejection
+from clickstream.model import ClickEvent, Reason, Rejection
 
 if TYPE_CHECKING:
     from clickstream.settings import IngestSettings

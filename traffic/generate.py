@@ -23,8 +23,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from clickstream.errors import ConfigError
+from clickstream.model import Reason
 from clickstream.settings import KafkaSettings
-from ingest.model import Reason
 from ingest.urls import normalize_url
 from traffic.population import BOT_AGENTS, BROWSER_AGENTS, EXTERNAL_REFERRERS, GeoSample
 from traffic.sender import Sender

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.model import ClickEvent
+from clickstream.model import ClickEvent
 from ingest.validate import parse_click
 from traffic.accesslog import Malformed, Skip, SkipReason, parse_line, read_log
 

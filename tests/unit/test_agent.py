@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from clickstream.model import Agent
 from ingest.agent import AgentParser, is_automation
-from ingest.model import Agent
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.model import ClickEvent
+from clickstream.model import ClickEvent
 from ingest.urls import normalize_url
 from ingest.validate import MAX_URL, MAX_USER_ID, parse_click
 from speed.changelog import (

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from clickstream.model import Agent, ClickEvent, Geo
 from clickstream.settings import IngestSettings
 from ingest.agent import AgentParser
 from ingest.enrich import Enricher, EnrichError, anonymize_ip
 from ingest.geo import GeoLocator
-from ingest.model import Agent, ClickEvent, Geo
 
 GEO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "geoip"
 CITY = GEO_DIR / "GeoIP2-City-Test.mmdb"

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from clickstream.model import ClickEvent, Rejection
 from clickstream.settings import KafkaSettings
 from ingest.agent import AgentParser
 from ingest.enrich import Enricher
 from ingest.geo import GeoLocator
-from ingest.model import ClickEvent, Rejection
 from ingest.urls import normalize_url
 from ingest.validate import parse_click
 from traffic import sender as sender_module

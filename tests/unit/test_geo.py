@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from clickstream.model import Geo
 from ingest.geo import EnrichError, GeoLocator, database_files, geo_from_record
-from ingest.model import Geo
 
 GEO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "geoip"
 CITY = GEO_DIR / "GeoIP2-City-Test.mmdb"

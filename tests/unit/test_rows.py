@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from clickstream.model import Agent, ClickEvent, EnrichedClick, Geo, Reason, Rejection, Source
 from hbase_schema import columns, decode_row_key, salt_of
 from hbase_schema.rows import from_row, to_row
 from ingest.dlq import REASON, SOURCE_OFFSET, dead_letter, header
-from ingest.model import Agent, ClickEvent, EnrichedClick, Geo, Reason, Rejection, Source
 
 CLICK = EnrichedClick(
     event=ClickEvent(

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clickstream.model import ClickEvent, Reason, Rejection
 from clickstream.settings import IngestSettings
 from ingest import validate
-from ingest.model import ClickEvent, Reason, Rejection
 from ingest.validate import Limits, fingerprint, parse_click
 
 # 2026-11-22T10:00:00Z
