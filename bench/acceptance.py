@@ -25,7 +25,7 @@ from elasticsearch.helpers import scan
 from results_file import save
 
 from clickstream.settings import Settings, load_settings
-from clickstream.stack.manager import Stack
+from commands.stack.manager import Stack
 from hbase_schema import columns
 from indexing.client import connect as es_connect
 from indexing.templates import ViewNames, create_templates, drop_views

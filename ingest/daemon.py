@@ -18,8 +18,8 @@ from confluent_kafka import Consumer, Producer
 
 from clickstream.errors import ConfigError, SchemaError
 from clickstream.settings import Settings, env_var
-from clickstream.stack.fetch import GEO_VERSION
-from clickstream.stack.servers import Layout
+from commands.stack.fetch import GEO_VERSION
+from commands.stack.servers import Layout
 from hbase_schema.late import late_table
 from indexing.client import connect as es_connect
 from ingest.consumer import IngestLoop, LoopConfig

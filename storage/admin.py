@@ -15,8 +15,8 @@ from typing import Any
 
 from clickstream.errors import RetriableError, SchemaError
 from clickstream.settings import Settings
-from clickstream.stack.fetch import Progress
-from clickstream.stack.servers import HBASE_JDK17_FLAGS, Layout, hbase_classpath, hbase_java
+from commands.stack.fetch import Progress
+from commands.stack.servers import HBASE_JDK17_FLAGS, Layout, hbase_classpath, hbase_java
 from hbase_schema import FAMILIES
 from hbase_schema.late import late_table
 from storage.connection import connect

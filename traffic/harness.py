@@ -70,7 +70,7 @@ class DaemonProcess:
                 [
                     sys.executable,
                     "-m",
-                    "clickstream.cli",
+                    "commands.cli",
                     "--log-json",
                     "ingest",
                     "--instance",

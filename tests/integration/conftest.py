@@ -17,7 +17,7 @@ from elasticsearch import Elasticsearch
 from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings, load_settings
-from clickstream.stack.manager import Stack
+from commands.stack.manager import Stack
 from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
 from ingest.topics import create_topics, delete_topics, pipeline_topics

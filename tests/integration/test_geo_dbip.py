@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from clickstream.settings import Settings
-from clickstream.stack.manager import Stack
+from commands.stack.manager import Stack
 from ingest.geo import GeoLocator
 from traffic.population import GeoSample
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from clickstream.settings import Settings
-from clickstream.stack.manager import Stack
+from commands.stack.manager import Stack
 from hbase_schema import columns
 from ingest.dlq import read_dead_letters
 from storage.connection import connect

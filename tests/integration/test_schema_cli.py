@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from clickstream.cli import main
 from clickstream.settings import Settings
+from commands.cli import main
 from indexing.client import connect as es_connect
 from indexing.templates import delete_templates
 from ingest.topics import delete_topics, pipeline_topics

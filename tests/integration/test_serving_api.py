@@ -269,7 +269,7 @@ class TestValues:
         }
         args = ["--from", iso(H), "--to", iso(H + 3 * HOUR_MS), "--group-by", "url"]
         result = subprocess.run(
-            [sys.executable, "-m", "clickstream.cli", "query", *args, "--format", "json"],
+            [sys.executable, "-m", "commands.cli", "query", *args, "--format", "json"],
             env=env,
             capture_output=True,
             text=True,
@@ -289,7 +289,7 @@ class TestValues:
     def test_the_cli_names_the_flag_to_fix(self, served: Settings) -> None:
         """A bad time is one error line naming --to."""
         result = subprocess.run(
-            [sys.executable, "-m", "clickstream.cli", "query", "--from", iso(H), "--to", iso(H)],
+            [sys.executable, "-m", "commands.cli", "query", "--from", iso(H), "--to", iso(H)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -317,7 +317,7 @@ def test_clickstream_serve_answers_over_http(served: Settings) -> None:
         "CLICKSTREAM_SERVING__PORT": str(port),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "clickstream.cli", "serve"],
+        [sys.executable, "-m", "commands.cli", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -16,7 +16,7 @@ from elasticsearch import Elasticsearch
 
 from clickstream.errors import RetriableError
 from clickstream.settings import Settings
-from clickstream.stack.manager import Stack
+from commands.stack.manager import Stack
 from indexing.client import connect as es_connect
 from speed.docs import Rendered, render
 from speed.state import ViewDoc

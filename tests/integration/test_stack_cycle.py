@@ -7,9 +7,9 @@ import socket
 import pytest
 
 from clickstream.errors import StackError
-from clickstream.stack.manager import Stack
-from clickstream.stack.process import port_in_use
-from clickstream.stack.servers import SERVERS
+from commands.stack.manager import Stack
+from commands.stack.process import port_in_use
+from commands.stack.servers import SERVERS
 
 pytestmark = [pytest.mark.integration, pytest.mark.stack_cycle]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clickstream.cli import build_parser, main
+from commands.cli import build_parser, main
 
 
 class TestHelp:

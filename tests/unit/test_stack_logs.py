@@ -8,7 +8,7 @@ import pytest
 
 from clickstream.errors import StackError
 from clickstream.settings import load_settings
-from clickstream.stack.manager import Stack
+from commands.stack.manager import Stack
 
 
 @pytest.fixture

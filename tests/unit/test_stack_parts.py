@@ -11,9 +11,9 @@ from string import Template
 import pytest
 
 from clickstream.errors import StackError
-from clickstream.stack.java import find_java, java_major
-from clickstream.stack.process import Tracked, port_in_use, tail
-from clickstream.stack.servers import DEPLOY_LOCAL, kafka_cluster_id
+from commands.stack.java import find_java, java_major
+from commands.stack.process import Tracked, port_in_use, tail
+from commands.stack.servers import DEPLOY_LOCAL, kafka_cluster_id
 
 # Placeholders each template may use: what servers.py passes when it renders them.
 TEMPLATE_KEYS = {

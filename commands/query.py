@@ -1,6 +1,6 @@
 """`clickstream query` and `clickstream serve`: the serving layer's subcommands.
 
-Registered by clickstream/cli.py; only argparse is imported here, so `--help` stays fast (the
+Registered by commands/cli.py; only argparse is imported here, so `--help` stays fast (the
 query machinery and FastAPI load when a command runs).
 """
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from clickstream.errors import StackError
 from clickstream.settings import Settings
-from clickstream.stack.fetch import Progress, geo_database
-from clickstream.stack.process import Tracked, port_in_use, tail
-from clickstream.stack.servers import SERVERS, Layout, Server
+from commands.stack.fetch import Progress, geo_database
+from commands.stack.process import Tracked, port_in_use, tail
+from commands.stack.servers import SERVERS, Layout, Server
 
 
 @dataclass(frozen=True, slots=True)

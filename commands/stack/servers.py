@@ -21,8 +21,8 @@ from string import Template
 
 from clickstream.errors import StackError
 from clickstream.settings import Settings, env_var
-from clickstream.stack.fetch import Progress, maven_jars, maven_zip
-from clickstream.stack.java import find_java
+from commands.stack.fetch import Progress, maven_jars, maven_zip
+from commands.stack.java import find_java
 
 DEPLOY_LOCAL = Path(__file__).resolve().parents[2] / "deploy" / "local"
 

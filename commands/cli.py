@@ -15,17 +15,17 @@ from clickstream import __version__
 from clickstream.errors import ClickstreamError, ConfigError
 from clickstream.logs import configure_logging
 from clickstream.settings import CONFIG_ENV, Settings, load_settings, redacted, settings_reference
-from serving.cli import add_query, add_serve
+from commands.query import add_query, add_serve
 
 if TYPE_CHECKING:
-    from clickstream.stack.manager import ServerStatus
+    from commands.stack.manager import ServerStatus
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _stack_up(args: argparse.Namespace, settings: Settings) -> int:
-    from clickstream.stack.manager import Stack  # noqa: PLC0415 - keep `--help` fast
+    from commands.stack.manager import Stack  # noqa: PLC0415 - keep `--help` fast
 
     started = time.monotonic()
     rows = Stack(settings).up()
@@ -35,7 +35,7 @@ def _stack_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _stack_down(args: argparse.Namespace, settings: Settings) -> int:
-    from clickstream.stack.manager import Stack  # noqa: PLC0415
+    from commands.stack.manager import Stack  # noqa: PLC0415
 
     stopped = Stack(settings).down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -43,7 +43,7 @@ def _stack_down(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _stack_status(args: argparse.Namespace, settings: Settings) -> int:
-    from clickstream.stack.manager import Stack  # noqa: PLC0415
+    from commands.stack.manager import Stack  # noqa: PLC0415
 
     rows = Stack(settings).status()
     _print_status(rows)
@@ -58,7 +58,7 @@ def _print_status(rows: Sequence[ServerStatus]) -> None:
 
 
 def _stack_logs(args: argparse.Namespace, settings: Settings) -> int:
-    from clickstream.stack.manager import Stack  # noqa: PLC0415
+    from commands.stack.manager import Stack  # noqa: PLC0415
 
     stack = Stack(settings)
     for name, text in stack.logs(args.server, args.lines):
@@ -70,14 +70,14 @@ def _stack_logs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schema_create(args: argparse.Namespace, settings: Settings) -> int:
-    from clickstream.schema import create_all, render  # noqa: PLC0415
+    from commands.schema import create_all, render  # noqa: PLC0415
 
     print(render(create_all(settings), as_json=args.json))
     return 0
 
 
 def _schema_describe(args: argparse.Namespace, settings: Settings) -> int:
-    from clickstream.schema import describe_all, render  # noqa: PLC0415
+    from commands.schema import describe_all, render  # noqa: PLC0415
 
     print(render(describe_all(settings), as_json=args.json))
     return 0
@@ -129,7 +129,7 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _inspect(args: argparse.Namespace, settings: Settings) -> int:
-    from clickstream.inspect import inspect, render  # noqa: PLC0415
+    from commands.inspect import inspect, render  # noqa: PLC0415
 
     t1 = int(_parse_time(args.to).timestamp() * 1000) if args.to else int(time.time() * 1000)
     t0 = (
