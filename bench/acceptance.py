@@ -25,11 +25,11 @@ from elasticsearch.helpers import scan
 from results_file import save
 
 from clickstream.settings import Settings, load_settings
+from commands.defaults import admin_runtime, geo_paths
 from commands.stack.manager import Stack
 from hbase_schema import columns
 from indexing.client import connect as es_connect
 from indexing.templates import ViewNames, create_templates, drop_views
-from ingest.daemon import geo_paths
 from ingest.dlq import read_dead_letters
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from processing.job import run_batch, spark_session
@@ -235,7 +235,7 @@ def main() -> None:
     settings = isolated(base, name)
     stack = Stack(base, progress=lambda line: print(f"  [stack] {line}", flush=True))
     create_topics(settings.kafka)
-    create_table(settings, progress=lambda _: None)
+    create_table(settings, admin_runtime(settings, progress=lambda _: None))
     client = es_connect(settings.elasticsearch)
     create_templates(client, settings.elasticsearch)
     rng = random.Random(args.seed)

@@ -21,9 +21,9 @@ from results_file import save
 
 from clickstream.model import Source
 from clickstream.settings import Settings, load_settings
+from commands.defaults import admin_runtime, geo_paths
 from indexing.client import connect as es_connect
 from indexing.templates import ViewNames, create_templates, drop_views
-from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
 from ingest.pipeline import Incoming, process
 from ingest.validate import Limits
@@ -95,7 +95,7 @@ def main() -> None:
     name = f"bbench_{secrets.token_hex(3)}"
     settings = isolated(base, name)
     hour = (int(time.time() * 1000) // HOUR_MS - 48) * HOUR_MS
-    create_table(settings, progress=lambda _: None)
+    create_table(settings, admin_runtime(settings, progress=lambda _: None))
     client = es_connect(settings.elasticsearch)
     create_templates(client, settings.elasticsearch)
     spark = spark_session(base, app="clickstream-batch-bench")

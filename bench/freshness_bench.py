@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from results_file import save
 
 from clickstream.settings import Settings, load_settings
+from commands.defaults import admin_runtime
 from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
 from ingest.topics import create_topics, delete_topics, pipeline_topics
@@ -66,7 +67,7 @@ def main() -> None:
 
     settings = isolated(load_settings(), f"bench_fresh_{secrets.token_hex(3)}")
     create_topics(settings.kafka)
-    create_table(settings, progress=lambda _: None)
+    create_table(settings, admin_runtime(settings, progress=lambda _: None))
     client = es_connect(settings.elasticsearch)
     create_templates(client, settings.elasticsearch)
     daemon = DaemonProcess.start(settings, "fresh")

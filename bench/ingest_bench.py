@@ -30,9 +30,9 @@ from results_file import save
 
 from clickstream.model import Source
 from clickstream.settings import Settings, load_settings
+from commands.defaults import admin_runtime, geo_paths
 from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
-from ingest.daemon import geo_paths
 from ingest.enrich import Enricher
 from ingest.pipeline import Incoming, process, speed_clicks
 from ingest.topics import create_topics, delete_topics, pipeline_topics
@@ -172,8 +172,8 @@ def main() -> None:
     print(f"preparing {name}: topics, tables, {args.events} events ...", flush=True)
     for each in (settings, bare):
         create_topics(each.kafka)
-        create_table(each, progress=lambda _: None)
-    create_table(put_settings, progress=lambda _: None)
+        create_table(each, admin_runtime(each, progress=lambda _: None))
+    create_table(put_settings, admin_runtime(put_settings, progress=lambda _: None))
     client = es_connect(settings.elasticsearch)
     create_templates(client, settings.elasticsearch)
     try:

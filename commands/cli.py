@@ -143,13 +143,19 @@ def _inspect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from commands.defaults import geo_paths  # noqa: PLC0415
     from ingest.daemon import run_daemon  # noqa: PLC0415
 
-    return run_daemon(settings, instance=args.instance, exit_when_idle_s=args.exit_when_idle)
+    return run_daemon(
+        settings,
+        instance=args.instance,
+        exit_when_idle_s=args.exit_when_idle,
+        geo_paths=geo_paths(settings),
+    )
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.daemon import geo_paths  # noqa: PLC0415
+    from commands.defaults import geo_paths  # noqa: PLC0415
     from traffic.generate import TrafficSpec, generate, publish, write_truth  # noqa: PLC0415
     from traffic.population import GeoSample  # noqa: PLC0415
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from clickstream.settings import Settings
+from commands.defaults import admin_runtime
 from indexing.client import connect as es_connect
 from indexing.templates import create_templates, describe_templates
 from ingest.topics import create_topics, describe_topics
@@ -15,7 +16,7 @@ from storage.admin import create_table, describe_table
 def create_all(settings: Settings) -> dict[str, Any]:
     """Create every missing piece; report what was created and what already existed."""
     topics = create_topics(settings.kafka)
-    table = create_table(settings)
+    table = create_table(settings, admin_runtime(settings))
     client = es_connect(settings.elasticsearch)
     try:
         templates = create_templates(client, settings.elasticsearch)
@@ -42,7 +43,7 @@ def describe_all(settings: Settings) -> dict[str, Any]:
             {"name": t.name, "exists": t.exists, "partitions": t.partitions}
             for t in describe_topics(settings.kafka)
         ],
-        "hbase_table": describe_table(settings),
+        "hbase_table": describe_table(settings, admin_runtime(settings)),
         "elasticsearch_templates": templates,
     }
 

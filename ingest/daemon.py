@@ -18,8 +18,6 @@ from confluent_kafka import Consumer, Producer
 
 from clickstream.errors import ConfigError, SchemaError
 from clickstream.settings import Settings, env_var
-from commands.stack.fetch import GEO_VERSION
-from commands.stack.servers import Layout
 from hbase_schema.late import late_table
 from indexing.client import connect as es_connect
 from ingest.consumer import IngestLoop, LoopConfig
@@ -38,26 +36,14 @@ from storage.writer import HBaseWriter
 log = structlog.get_logger(__name__)
 
 
-def geo_paths(settings: Settings) -> list[Path]:
-    """The geo database files: ``ingest.geoip_database``, else the DB-IP the stack fetched."""
-    configured = settings.ingest.geoip_database
-    path = configured or Layout(settings.stack.home).cache / f"dbip-city-lite-{GEO_VERSION}"
-    files = sorted(path.glob("*.mmdb")) if path.is_dir() else [path] if path.is_file() else []
-    if not files:
-        raise ConfigError(
-            f"no geo database at {path}: set ingest.geoip_database "
-            f"({env_var('ingest', 'geoip_database')}) to a .mmdb file or folder, or run "
-            "`clickstream stack up`, which fetches DB-IP City Lite"
-        )
-    return files
-
-
 def build_loop(
     settings: Settings,
     instance: str,
+    *,
     exit_when_idle_s: float | None,
     metrics: IngestMetrics,
     notifier: Notifier,
+    geo_paths: list[Path],
 ) -> IngestLoop:
     """The loop with real clients (nothing connects until it runs)."""
     kafka, ingest = settings.kafka, settings.ingest
@@ -94,7 +80,7 @@ def build_loop(
             "transaction.timeout.ms": 10_000,
         }
     )
-    enricher = Enricher.from_settings(ingest, geo_paths(settings))
+    enricher = Enricher.from_settings(ingest, geo_paths)
     config = LoopConfig(
         clicks_topic=kafka.clicks_topic,
         dlq_topic=kafka.dlq_topic,
@@ -183,15 +169,28 @@ def check_tables(settings: Settings) -> None:
         )
 
 
-def run_daemon(settings: Settings, instance: str | None, exit_when_idle_s: float | None) -> int:
-    """Run the ingest daemon until SIGTERM/SIGINT (or idle); the process exit code."""
+def run_daemon(
+    settings: Settings,
+    instance: str | None,
+    exit_when_idle_s: float | None,
+    geo_paths: list[Path],
+) -> int:
+    """Run the ingest daemon until SIGTERM/SIGINT (or idle) with the geo database ``geo_paths``
+    (.mmdb files); the process exit code."""
     instance = instance or socket.gethostname()
     check_tables(settings)
     if settings.speed.enabled:
         check_changelog(settings)
     metrics = IngestMetrics()
     notifier = Notifier()
-    loop = build_loop(settings, instance, exit_when_idle_s, metrics, notifier)
+    loop = build_loop(
+        settings,
+        instance,
+        exit_when_idle_s=exit_when_idle_s,
+        metrics=metrics,
+        notifier=notifier,
+        geo_paths=geo_paths,
+    )
     server = None
     if settings.ingest.metrics_port:
         try:

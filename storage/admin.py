@@ -1,8 +1,9 @@
 """Creating and describing the master dataset table.
 
 Thrift1 (what happybase speaks) cannot create a pre-split table, so table admin runs HBase's own
-Java ``Admin`` API through a one-file program (``storage/java/CreateSaltedTable.java``) with the
-HBase client classpath: the local stack's by default, ``hbase.classpath`` on a cluster.
+Java ``Admin`` API through a one-file program (``storage/java/CreateSaltedTable.java``) with an
+HBase client classpath and a JDK, given as an :class:`AdminRuntime`: on a cluster from
+``hbase.classpath``; the CLI fills in the local stack's when that is empty.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clickstream.errors import RetriableError, SchemaError
 from clickstream.settings import Settings
-from commands.stack.fetch import Progress
-from commands.stack.servers import HBASE_JDK17_FLAGS, Layout, hbase_classpath, hbase_java
 from hbase_schema import FAMILIES
 from hbase_schema.late import late_table
 from storage.connection import connect
@@ -24,6 +24,47 @@ from storage.late import ensure_late_table
 
 PROGRAM = Path(__file__).resolve().parent / "java" / "CreateSaltedTable.java"
 FAMILY_MISMATCH = 3
+
+# What HBase's own bin/hbase adds on JDK 17: its netty and unsafe access need these.
+HBASE_JDK17_FLAGS = (
+    "-Dorg.apache.hbase.thirdparty.io.netty.tryReflectionSetAccessible=true",
+    "--add-modules",
+    "jdk.unsupported",
+    "--add-opens",
+    "java.base/java.io=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.nio=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.lang=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.util=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.util.concurrent=ALL-UNNAMED",
+    "--add-exports",
+    "java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports",
+    "java.security.jgss/sun.security.krb5=ALL-UNNAMED",
+    "--add-exports",
+    "java.base/sun.net.dns=ALL-UNNAMED",
+    "--add-exports",
+    "java.base/sun.net.util=ALL-UNNAMED",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRuntime:
+    """What the table admin program runs with: a JDK >= 17, the HBase client classpath (jars and
+    the folder holding hbase-site.xml), and a folder to cache its compiled class in."""
+
+    java_home: Path
+    classpath: str
+    cache: Path
 
 
 def _program(java_home: Path, classpath: str, cache: Path) -> list[str]:
@@ -46,17 +87,15 @@ def _program(java_home: Path, classpath: str, cache: Path) -> list[str]:
     return ["-cp", classpath, str(PROGRAM)]
 
 
-def _run(settings: Settings, args: list[str], progress: Progress) -> dict[str, Any]:
-    layout = Layout(settings.stack.home)
-    classpath = settings.hbase.classpath or hbase_classpath(settings, layout, progress)
-    java_home = hbase_java(settings)
+def _run(settings: Settings, runtime: AdminRuntime, args: list[str]) -> dict[str, Any]:
+    java_home, classpath = runtime.java_home, runtime.classpath
     table = settings.hbase.namespace_prefix + settings.hbase.table
     result = subprocess.run(
         [
             str(java_home / "bin" / "java"),
             # The client's netty and unsafe access need these on JDK 17, as the servers do.
             *HBASE_JDK17_FLAGS,
-            *_program(java_home, classpath, layout.cache),
+            *_program(java_home, classpath, runtime.cache),
             "--table",
             table,
             "--zookeeper",
@@ -81,11 +120,12 @@ def _run(settings: Settings, args: list[str], progress: Progress) -> dict[str, A
     return parsed
 
 
-def create_table(settings: Settings, progress: Progress = print) -> dict[str, Any]:
+def create_table(settings: Settings, runtime: AdminRuntime) -> dict[str, Any]:
     """Create the table pre-split at the salt buckets if absent, and its late-event ledger;
     SchemaError if the table exists with other families."""
     report = _run(
         settings,
+        runtime,
         [
             "--families",
             ",".join(FAMILIES),
@@ -96,7 +136,6 @@ def create_table(settings: Settings, progress: Progress = print) -> dict[str, An
             "--ttl-seconds",
             str(settings.hbase.ttl_seconds),
         ],
-        progress,
     )
     report["late_table"] = {
         "name": late_table(settings.hbase.table),
@@ -117,6 +156,6 @@ def drop_tables(settings: Settings) -> None:
         connection.close()
 
 
-def describe_table(settings: Settings, progress: Progress = print) -> dict[str, Any]:
+def describe_table(settings: Settings, runtime: AdminRuntime) -> dict[str, Any]:
     """Families (with their settings) and regions of the table, or ``{"exists": false}``."""
-    return _run(settings, ["--describe"], progress)
+    return _run(settings, runtime, ["--describe"])

@@ -23,39 +23,10 @@ from clickstream.errors import StackError
 from clickstream.settings import Settings, env_var
 from commands.stack.fetch import Progress, maven_jars, maven_zip
 from commands.stack.java import find_java
+from storage.admin import HBASE_JDK17_FLAGS
 
 DEPLOY_LOCAL = Path(__file__).resolve().parents[2] / "deploy" / "local"
 
-# What HBase's own bin/hbase adds on JDK 17: its netty and unsafe access need these.
-HBASE_JDK17_FLAGS = (
-    "-Dorg.apache.hbase.thirdparty.io.netty.tryReflectionSetAccessible=true",
-    "--add-modules",
-    "jdk.unsupported",
-    "--add-opens",
-    "java.base/java.io=ALL-UNNAMED",
-    "--add-opens",
-    "java.base/java.nio=ALL-UNNAMED",
-    "--add-opens",
-    "java.base/sun.nio.ch=ALL-UNNAMED",
-    "--add-opens",
-    "java.base/java.lang=ALL-UNNAMED",
-    "--add-opens",
-    "java.base/jdk.internal.ref=ALL-UNNAMED",
-    "--add-opens",
-    "java.base/java.lang.reflect=ALL-UNNAMED",
-    "--add-opens",
-    "java.base/java.util=ALL-UNNAMED",
-    "--add-opens",
-    "java.base/java.util.concurrent=ALL-UNNAMED",
-    "--add-exports",
-    "java.base/jdk.internal.misc=ALL-UNNAMED",
-    "--add-exports",
-    "java.security.jgss/sun.security.krb5=ALL-UNNAMED",
-    "--add-exports",
-    "java.base/sun.net.dns=ALL-UNNAMED",
-    "--add-exports",
-    "java.base/sun.net.util=ALL-UNNAMED",
-)
 # Jars that arrive transitively but would bind slf4j/log4j a second time.
 HBASE_UNWANTED_JARS = (
     "reload4j-*.jar",

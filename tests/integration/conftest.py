@@ -17,6 +17,7 @@ from elasticsearch import Elasticsearch
 from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings, load_settings
+from commands.defaults import admin_runtime
 from commands.stack.manager import Stack
 from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
@@ -72,7 +73,7 @@ def settings(stack: Stack, unique: str) -> Settings:
 def pipeline(settings: Settings) -> Iterator[Settings]:
     """The test's topics and pre-split table, removed afterwards."""
     create_topics(settings.kafka)
-    create_table(settings, progress=lambda _: None)
+    create_table(settings, admin_runtime(settings, progress=lambda _: None))
     client = es_connect(settings.elasticsearch)
     create_templates(client, settings.elasticsearch)  # the speed layer writes views too
     yield settings

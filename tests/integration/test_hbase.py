@@ -8,6 +8,7 @@ import pytest
 
 from clickstream.errors import SchemaError
 from clickstream.settings import Settings
+from commands.defaults import admin_runtime
 from hbase_schema import FAMILIES, columns, encode_row_key, salt_of, scan_ranges
 from storage.admin import create_table, describe_table, drop_tables
 from storage.connection import connect
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def table(settings: Settings) -> Iterator[Settings]:
     """The test's master dataset table, created pre-split and dropped afterwards."""
-    create_table(settings, progress=lambda _: None)
+    create_table(settings, admin_runtime(settings, progress=lambda _: None))
     yield settings
     drop_tables(settings)
 
@@ -48,8 +49,10 @@ class TestTable:
 
     def test_create_again_is_a_no_op(self, table: Settings) -> None:
         """A second create reports the table as existing and changes nothing."""
-        assert create_table(table, progress=lambda _: None)["created"] is False
-        assert describe_table(table, progress=lambda _: None)["regions"] == 16
+        assert (
+            create_table(table, admin_runtime(table, progress=lambda _: None))["created"] is False
+        )
+        assert describe_table(table, admin_runtime(table, progress=lambda _: None))["regions"] == 16
 
     def test_other_families_is_an_error(self, settings: Settings) -> None:
         """A table of the same name with other families is reported, never altered."""
@@ -57,7 +60,7 @@ class TestTable:
         try:
             connection.create_table(settings.hbase.table, {"other": {"max_versions": 1}})
             with pytest.raises(SchemaError, match="other"):
-                create_table(settings, progress=lambda _: None)
+                create_table(settings, admin_runtime(settings, progress=lambda _: None))
             assert list(connection.table(settings.hbase.table).families()) == [b"other"]
         finally:
             connection.delete_table(settings.hbase.table, disable=True)
