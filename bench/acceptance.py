@@ -25,6 +25,7 @@ from elasticsearch.helpers import scan
 from results_file import save
 
 from clickstream.settings import Settings, load_settings
+from clickstream.times import HOUR_MS
 from commands.defaults import admin_runtime, geo_paths
 from commands.stack.manager import Stack
 from hbase_schema import columns
@@ -42,7 +43,6 @@ from traffic.generate import LATE_MAX_MS, Traffic, TrafficSpec, generate, publis
 from traffic.harness import DaemonProcess, committed, isolated
 from traffic.population import GeoSample
 
-HOUR_MS = 3_600_000
 #: Generated traffic delivers 1 % of events 1-3 h late: the speed window must cover them.
 LATENESS = {"CLICKSTREAM_SPEED__ALLOWED_LATENESS_S": str(LATE_MAX_MS // 1000)}
 

@@ -21,6 +21,7 @@ from results_file import save
 
 from clickstream.model import Source
 from clickstream.settings import Settings, load_settings
+from clickstream.times import HOUR_MS
 from commands.defaults import admin_runtime, geo_paths
 from indexing.client import connect as es_connect
 from indexing.templates import ViewNames, create_templates, drop_views
@@ -33,8 +34,6 @@ from storage.writer import HBaseWriter
 from traffic.generate import TrafficSpec, generate
 from traffic.harness import isolated
 from traffic.population import GeoSample
-
-HOUR_MS = 3_600_000
 
 
 def load(

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from results_file import save
 
 from clickstream.settings import Settings, load_settings
+from clickstream.times import HOUR_MS
 from commands.defaults import admin_runtime
 from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
@@ -38,8 +39,6 @@ from serving.service import MetricsService
 from storage.admin import create_table, drop_tables
 from traffic.harness import DaemonProcess, isolated
 from traffic.sender import Sender
-
-HOUR_MS = 3_600_000
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -15,6 +14,7 @@ from clickstream import __version__
 from clickstream.errors import ClickstreamError, ConfigError
 from clickstream.logs import configure_logging
 from clickstream.settings import CONFIG_ENV, Settings, load_settings, redacted, settings_reference
+from clickstream.times import HOUR_MS, NotIsoTimeError, NoUtcOffsetError, parse_ms
 from commands.query import add_query, add_serve
 
 if TYPE_CHECKING:
@@ -107,18 +107,12 @@ def _config_reference(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _batch(args: argparse.Namespace, settings: Settings) -> int:
-    from processing.job import default_range, run_batch, spark_session  # noqa: PLC0415
+    from processing.job import batch_range, run_batch, spark_session  # noqa: PLC0415
 
-    if (args.since is None) != (args.to is None):
-        raise ConfigError("give both --from and --to, or neither (then: since the watermark)")
-    if args.since is not None:
-        t0 = int(_parse_time(args.since).timestamp() * 1000)
-        t1 = int(_parse_time(args.to).timestamp() * 1000)
-    else:
-        t0, t1 = default_range(settings, int(time.time() * 1000))
-        if t0 == t1:
-            print("nothing to do: the watermark is at the last complete hour")
-            return 0
+    t0, t1 = batch_range(settings, args.since, args.to, int(time.time() * 1000))
+    if t0 == t1:
+        print("nothing to do: the watermark is at the last complete hour")
+        return 0
     spark = spark_session(settings)
     try:
         result = run_batch(spark, settings, t0, t1)
@@ -131,12 +125,8 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
 def _inspect(args: argparse.Namespace, settings: Settings) -> int:
     from commands.inspect import inspect, render  # noqa: PLC0415
 
-    t1 = int(_parse_time(args.to).timestamp() * 1000) if args.to else int(time.time() * 1000)
-    t0 = (
-        int(_parse_time(args.since).timestamp() * 1000)
-        if args.since
-        else t1 - args.hours * 3600_000
-    )
+    t1 = _ms(args.to) if args.to else int(time.time() * 1000)
+    t0 = _ms(args.since) if args.since else t1 - args.hours * HOUR_MS
     landed = inspect(settings, t0, t1 + 1)
     print(render(landed, settings.hbase.table, settings.kafka.dlq_topic))
     return 0
@@ -159,11 +149,10 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     from traffic.generate import TrafficSpec, generate, publish, write_truth  # noqa: PLC0415
     from traffic.population import GeoSample  # noqa: PLC0415
 
-    hour_ms = 3_600_000
     if args.start is not None:
-        start_ms = int(_parse_time(args.start).timestamp() * 1000)
+        start_ms = _ms(args.start)
     else:  # end now: every event is recent enough to be accepted, none lies in the future
-        start_ms = int(time.time() * 1000) - int(args.hours * hour_ms)
+        start_ms = int(time.time() * 1000) - int(args.hours * HOUR_MS)
     spec = TrafficSpec(
         start_ms=start_ms,
         events=args.events,
@@ -193,14 +182,14 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _parse_time(text: str) -> datetime:
+def _ms(text: str) -> int:
+    """Epoch ms of a command-line time (ISO-8601 with a UTC offset)."""
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+        return parse_ms(text)
+    except NoUtcOffsetError:
+        raise ConfigError(f"give a UTC offset with {text!r} (e.g. a trailing Z)") from None
+    except NotIsoTimeError:
         raise ConfigError(f"not an ISO-8601 time: {text!r} (e.g. 2026-11-22T10:00:00Z)") from None
-    if moment.tzinfo is None:
-        raise ConfigError(f"give a UTC offset with {text!r} (e.g. a trailing Z)")
-    return moment
 
 
 def _import_log(args: argparse.Namespace, settings: Settings) -> int:

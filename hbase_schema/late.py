@@ -11,7 +11,8 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-HOUR_MS: Final = 3_600_000
+from clickstream.times import hour_floor
+
 LATE_FAMILY: Final = "late"
 LATE_COLUMN: Final = b"late:e"
 
@@ -24,8 +25,8 @@ def late_table(table: str) -> str:
 def late_keys(event_key: bytes, timestamp_ms: int, session_timeout_ms: int) -> list[bytes]:
     """Ledger keys of one late event: one per hour whose views it changes."""
     hours = {
-        timestamp_ms // HOUR_MS * HOUR_MS,
-        max(0, timestamp_ms - session_timeout_ms) // HOUR_MS * HOUR_MS,
+        hour_floor(timestamp_ms),
+        hour_floor(max(0, timestamp_ms - session_timeout_ms)),
     }
     return [struct.pack(">Q", hour) + event_key for hour in sorted(hours)]
 

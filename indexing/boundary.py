@@ -23,11 +23,11 @@ import structlog
 from elasticsearch import Elasticsearch
 
 from clickstream.settings import ElasticsearchSettings
+from clickstream.times import DAY_MS
 from indexing.templates import ViewNames, ensure_batch_index, speed_filter, template_bodies
 
 log = structlog.get_logger(__name__)
 
-DAY_MS: Final = 86_400_000
 
 #: Exact-uniques levels: (url, all countries), (all urls, country), (all urls, all countries).
 LEVEL_URL: Final = "url"

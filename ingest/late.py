@@ -8,11 +8,11 @@ from collections.abc import Callable
 import structlog
 
 from clickstream.settings import ElasticsearchSettings
+from clickstream.times import hour_floor
 from indexing.client import connect
 from indexing.state import read_watermark
 
 log = structlog.get_logger(__name__)
-HOUR_MS = 3_600_000
 
 
 class LateCutoff:
@@ -52,5 +52,5 @@ class LateCutoff:
                     client.close()
             except Exception as exc:  # noqa: BLE001 - keep the last value; the bound still holds
                 log.warning("late.watermark_unreadable", error=str(exc)[:200])
-        scheduled = (int(now * 1000) - self._timeout_ms) // HOUR_MS * HOUR_MS
+        scheduled = hour_floor(int(now * 1000) - self._timeout_ms)
         return max(scheduled, self._watermark or 0)

@@ -13,12 +13,12 @@ import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from clickstream.model import ClickEvent, Reason, Rejection
+from clickstream.times import DAY_MS, NotIsoTimeError, NoUtcOffsetError, parse_ms
 
 if TYPE_CHECKING:
     from clickstream.settings import IngestSettings
@@ -32,9 +32,6 @@ MAX_SESSION_ID = 256
 MAX_CITY = 256
 _MAX_IP = 45  # the longest IPv6 text: six hextets and a dotted IPv4 tail
 _ECHO = 80
-_DAY_MS = 86_400_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
 _JSON_TYPES |= {bool: "boolean", type(None): "null"}
 
@@ -44,7 +41,7 @@ class Limits:
     """The size and time-window limits a message is checked against."""
 
     max_message_bytes: int = 65536
-    max_event_age_ms: int = 30 * _DAY_MS
+    max_event_age_ms: int = 30 * DAY_MS
     max_future_ms: int = 300_000
 
     @classmethod
@@ -52,7 +49,7 @@ class Limits:
         """The limits configured in the ingest settings."""
         return cls(
             max_message_bytes=settings.max_message_bytes,
-            max_event_age_ms=settings.max_event_age_days * _DAY_MS,
+            max_event_age_ms=settings.max_event_age_days * DAY_MS,
             max_future_ms=settings.max_future_s * 1000,
         )
 
@@ -209,24 +206,23 @@ def _timestamp_ms(value: str | int | float) -> int:
             "timestamp",
         )
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+        return parse_ms(value)  # exact integer ms (floor), no float rounding
+    except NoUtcOffsetError:
+        _reject(Reason.BAD_TIMESTAMP, f"timestamp {_echo(value)} has no UTC offset", "timestamp")
+    except NotIsoTimeError:
         _reject(
             Reason.BAD_TIMESTAMP,
             f"timestamp {_echo(value)} is not ISO-8601 (with a UTC offset) nor epoch ms",
             "timestamp",
         )
-    if moment.tzinfo is None:
-        _reject(Reason.BAD_TIMESTAMP, f"timestamp {_echo(value)} has no UTC offset", "timestamp")
-    return (moment - _EPOCH) // _ONE_MS  # exact integer ms (floor), no float rounding
 
 
 def _check_window(timestamp_ms: int, now_ms: int, limits: Limits) -> None:
     # Integer arithmetic only: a JSON integer may have thousands of digits.
     shown = _cut(str(timestamp_ms))
     if timestamp_ms < now_ms - limits.max_event_age_ms:
-        days = _cut(str((now_ms - timestamp_ms) // _DAY_MS))
-        limit = limits.max_event_age_ms / _DAY_MS
+        days = _cut(str((now_ms - timestamp_ms) // DAY_MS))
+        limit = limits.max_event_age_ms / DAY_MS
         _reject(
             Reason.TIMESTAMP_OUT_OF_RANGE,
             f"timestamp {shown} is {days} days old; the limit is {limit:g} days",

@@ -18,9 +18,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from clickstream.times import HOUR_MS
 from indexing.boundary import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL
-
-HOUR_MS = 3_600_000
 
 #: What the reader yields per stored click: only the columns the views need.
 CLICKS_SCHEMA = StructType(

@@ -19,12 +19,13 @@ from pyspark.sql import SparkSession
 
 from clickstream.errors import ConfigError
 from clickstream.settings import Settings
+from clickstream.times import HOUR_MS, hour_floor, iso, parse_ms
 from hbase_schema.late import hour_of
 from indexing.boundary import ensure_uniques_index, move_boundary, prune_speed, uniques_index
 from indexing.client import connect
 from indexing.state import advance_watermark, read_watermark, state_index
 from indexing.templates import ViewNames, ensure_batch_index
-from processing.aggregate import HOUR_MS, batch_uniques, batch_views
+from processing.aggregate import batch_uniques, batch_views
 from processing.reader import read_clicks
 from processing.writer import write_uniques, write_views
 from storage import late as late_ledger
@@ -85,10 +86,26 @@ def default_range(settings: Settings, now_ms: int) -> tuple[int, int]:
     finally:
         client.close()
     timeout_ms = settings.ingest.session_timeout_s * 1000
-    to_ms = (now_ms - timeout_ms) // HOUR_MS * HOUR_MS
+    to_ms = hour_floor(now_ms - timeout_ms)
     if watermark.completed_until_ms is None:
         raise ConfigError("no batch has run yet: give the first range with --from/--to")
     return watermark.completed_until_ms, max(to_ms, watermark.completed_until_ms)
+
+
+def batch_range(
+    settings: Settings, since: str | None, until: str | None, now_ms: int
+) -> tuple[int, int]:
+    """The range a run processes: ``[since, until)`` as given (ISO-8601 with a UTC offset, both
+    or neither), else :func:`default_range`. Both entry points (the CLI and spark-submit's
+    ``processing/main.py``) read their arguments through this, so they read them alike."""
+    if (since is None) != (until is None):
+        raise ConfigError("give both --from and --to, or neither (then: since the watermark)")
+    if since is None or until is None:
+        return default_range(settings, now_ms)
+    try:
+        return parse_ms(since), parse_ms(until)
+    except ValueError as exc:
+        raise ConfigError(f"--from/--to: {exc} (e.g. 2026-11-22T10:00Z)") from None
 
 
 def check_range(t0_ms: int, t1_ms: int) -> None:
@@ -133,13 +150,13 @@ def run_batch(
             count = _build_and_write(spark, settings, c0, c1)
             views_total += count
             watermark = advance_watermark(client, es.index_prefix, c0, c1).completed_until_ms
-            progress(f"chunk {number}/{len(chunks)}: [{_iso(c0)}, {_iso(c1)}) -> {count} views")
+            progress(f"chunk {number}/{len(chunks)}: [{iso(c0)}, {iso(c1)}) -> {count} views")
         done = [key for key in ledger if hour_of(key) < (watermark or t1_ms)]
         late_hours = sorted({hour_of(key) for key in done} - set(range(t0_ms, t1_ms, HOUR_MS)))
         for r0, r1 in _runs(late_hours):
             count = _build_and_write(spark, settings, r0, r1)
             views_total += count
-            progress(f"late events: recomputed [{_iso(r0)}, {_iso(r1)}) -> {count} views")
+            progress(f"late events: recomputed [{iso(r0)}, {iso(r1)}) -> {count} views")
         late_ledger.clear(settings.hbase, done)
         client.indices.refresh(index=batch_index)
         client.indices.refresh(index=uniques_index(es.index_prefix))
@@ -159,12 +176,12 @@ def run_batch(
     )
     log.info(
         "batch.done",
-        t0=_iso(t0_ms),
-        t1=_iso(t1_ms),
+        t0=iso(t0_ms),
+        t1=iso(t1_ms),
         views=views_total,
         late_hours=len(late_hours),
         late_keys_cleared=len(done),
-        boundary=_iso(boundary),
+        boundary=iso(boundary),
         speed_indices_pruned=len(pruned),
         seconds=round(result.seconds, 1),
     )
@@ -204,7 +221,3 @@ def _runs(hours: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((hour, hour + HOUR_MS))
     return runs
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(ms / 1000))

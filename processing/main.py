@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -19,11 +18,7 @@ from pyspark.sql import SparkSession
 from clickstream.errors import ClickstreamError
 from clickstream.logs import configure_logging
 from clickstream.settings import load_settings
-from processing.job import default_range, run_batch
-
-
-def _ms(text: str) -> int:
-    return int(datetime.fromisoformat(text).timestamp() * 1000)
+from processing.job import batch_range, run_batch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,10 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("INFO")
     try:
         settings = load_settings(args.config)
-        if args.since and args.to:
-            t0, t1 = _ms(args.since), _ms(args.to)
-        else:
-            t0, t1 = default_range(settings, int(time.time() * 1000))
+        t0, t1 = batch_range(settings, args.since, args.to, int(time.time() * 1000))
         if t0 == t1:
             print("nothing to do: the watermark is at the last complete hour")
             return 0

@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from clickstream.times import HOUR_MS, iso
 from hbase_schema.late import hour_of
 from serving.merge import Group, Metrics, UniqueUsers
-from serving.params import HOUR_MS, MetricsQuery, iso
+from serving.params import MetricsQuery
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,10 @@ from typing import Final, Literal
 
 import datasketches
 
+from clickstream.times import HOUR_MS
 from indexing.boundary import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id
 from serving.errors import ServingError
-from serving.params import HOUR_MS, MetricsQuery
+from serving.params import MetricsQuery
 
 #: Bounds are given at two standard deviations: about 95.4 % confidence.
 STD_DEVS: Final = 2

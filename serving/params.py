@@ -12,15 +12,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from clickstream.settings import ServingSettings
+from clickstream.times import (
+    DAY_MS,
+    EPOCH,
+    NotIsoTimeError,
+    NoUtcOffsetError,
+    iso,
+    parse_ms,
+)
 from serving.errors import QueryError
 
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: The last millisecond an answer can show (ISO-8601 years have four digits).
 LAST_MS: Final = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EPOCH) // timedelta(
     milliseconds=1
 )
-DAY_MS: Final = 86_400_000
-HOUR_MS: Final = 3_600_000
 EXAMPLE_TIME: Final = "2026-11-22T10:00:00Z"
 
 #: Accepted spellings of group_by -> the group key fields, in output order.
@@ -47,28 +52,19 @@ class MetricsQuery:
     top: int | None = None
 
 
-def iso(ms: int) -> str:
-    """Epoch milliseconds as ISO-8601 UTC (``2026-11-22T10:00:00Z``; milliseconds if any)."""
-    moment = EPOCH + timedelta(milliseconds=ms)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if ms % 1000:
-        text += f".{ms % 1000:03d}"
-    return text + "Z"
-
-
 def parse_time(text: str, parameter: str) -> int:
     """An ISO-8601 time with a UTC offset as epoch milliseconds."""
     fix = f"give an ISO-8601 time with a UTC offset, e.g. {EXAMPLE_TIME}"
     # In a URL query string an unencoded '+' arrives as a space: "10:00:00 02:00" means +02:00.
     cleaned = re.sub(r" (\d\d(:?\d\d)?)$", r"+\1", text.strip())
     try:
-        moment = datetime.fromisoformat(cleaned)
-    except ValueError:
+        ms = parse_ms(cleaned)
+    except NotIsoTimeError:
         raise QueryError(parameter, f"not an ISO-8601 time: {text!r}", fix) from None
-    if moment.tzinfo is None:
-        raise QueryError(parameter, f"{text!r} has no UTC offset", f"{fix} (a trailing Z)")
-    try:
-        ms = (moment - EPOCH) // timedelta(milliseconds=1)
+    except NoUtcOffsetError:
+        raise QueryError(
+            parameter, f"{text!r} has no UTC offset", f"{fix} (a trailing Z)"
+        ) from None
     except OverflowError:
         raise QueryError(parameter, f"{text!r} is out of range", fix) from None
     if ms < 0:

@@ -17,6 +17,7 @@ from thriftpy2.thrift import TException
 
 from clickstream.errors import SchemaError
 from clickstream.settings import HBaseSettings
+from clickstream.times import MINUTE_MS
 from indexing.boundary import uniques_index
 from indexing.templates import ViewNames
 from serving.errors import BackendUnavailableError, QueryError, TooBroadError
@@ -37,7 +38,6 @@ SOURCE_FIELDS: Final = [
 ]
 PAGE_SIZE: Final = 5000
 KEEP_ALIVE: Final = "1m"
-MINUTE_MS: Final = 60_000
 _UNAVAILABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 
 

@@ -34,7 +34,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from clickstream.errors import RetriableError, SchemaError
 from clickstream.settings import KafkaSettings
-from speed.state import MINUTE_MS, Entry, PartitionState, Timeline
+from clickstream.times import MINUTE_MS
+from speed.state import Entry, PartitionState, Timeline
 
 log = structlog.get_logger(__name__)
 

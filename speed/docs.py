@@ -15,7 +15,8 @@ from typing import Any
 
 from datasketches import hll_sketch
 
-from speed.state import MINUTE_MS, Contribution, DocKey, ViewDoc, doc_id
+from clickstream.times import MINUTE_MS
+from speed.state import Contribution, DocKey, ViewDoc, doc_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from clickstream.times import MINUTE_MS
 from speed.changelog import Record, Restored, records_for
 from speed.docs import DocTable, Rendered, render
-from speed.state import MINUTE_MS, Contribution, PartitionState, SpeedClick
+from speed.state import Contribution, PartitionState, SpeedClick
 from speed.store import SpeedStore
 
 log = structlog.get_logger(__name__)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from datasketches import hll_sketch, tgt_hll_type
 
-MINUTE_MS = 60_000
+from clickstream.times import MINUTE_MS
+
 #: The sketch type Spark's hll_sketch_agg builds; unions across types are exact either way.
 HLL_TYPE = tgt_hll_type.HLL_8
 

@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -25,12 +25,12 @@ from urllib.parse import urlsplit
 from clickstream.errors import ConfigError
 from clickstream.model import Reason
 from clickstream.settings import KafkaSettings
+from clickstream.times import EPOCH, HOUR_MS
 from ingest.urls import normalize_url
 from traffic.population import BOT_AGENTS, BROWSER_AGENTS, EXTERNAL_REFERRERS, GeoSample
 from traffic.sender import Sender
 from traffic.truth import UNKNOWN_COUNTRY, GroundTruth, TruthEvent, compute_truth
 
-HOUR_MS = 3_600_000
 GAP_MEDIAN_MS = 40_000  # median time between a person's clicks within a session
 BOT_GAP_MEDIAN_MS = 8_000
 GAP_SIGMA = 1.0
@@ -60,7 +60,6 @@ MALFORMED_KINDS: tuple[Reason, ...] = (
 
 _SECTIONS = ("products", "articles", "guides", "category", "help", "stories")
 _WORDS = ("alpha", "summer", "river", "garden", "copper", "winter", "harbor", "violet", "meadow")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PLUS_TWO = timezone(timedelta(hours=2))
 
 Progress = Callable[[str], None]
@@ -340,7 +339,7 @@ def _timestamp(rng: random.Random, at: int) -> int | str:
     draw = rng.random()
     if draw < 0.5:
         return at
-    moment = _EPOCH + timedelta(milliseconds=at)
+    moment = EPOCH + timedelta(milliseconds=at)
     if draw < 0.85:
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return moment.astimezone(_PLUS_TWO).isoformat(timespec="milliseconds")

@@ -12,13 +12,13 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from clickstream.settings import Settings
+from clickstream.times import parse_ms
 
 
 def isolated(base: Settings, name: str) -> Settings:
@@ -130,7 +130,7 @@ def committed(settings: Settings) -> int:
 def batch_throughput(batches: list[dict[str, Any]]) -> float:
     """Messages per second from the start of the first batch to the end of the last."""
     started = float(batches[0]["ms"]) / 1000
-    first = datetime.fromisoformat(batches[0]["timestamp"]).timestamp() - started
-    last = datetime.fromisoformat(batches[-1]["timestamp"]).timestamp()
+    first = parse_ms(batches[0]["timestamp"]) / 1000 - started
+    last = parse_ms(batches[-1]["timestamp"]) / 1000
     messages = sum(int(b["messages"]) for b in batches)
     return messages / max(last - first, 1e-9)

@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-HOUR_MS = 3_600_000
+from clickstream.times import hour_floor, iso, parse_ms
+
 UNKNOWN_COUNTRY = "ZZ"
 FORMAT_VERSION = 1
 
@@ -71,7 +71,7 @@ class GroupTruth:
         return {
             "url": self.url,
             "country": self.country,
-            "hour": iso_hour(self.hour_ms),
+            "hour": iso(self.hour_ms),
             "clicks": self.clicks,
             "unique_users": self.unique_users,
             "time_spent_sum_ms": self.time_spent_sum_ms,
@@ -188,7 +188,7 @@ class GroundTruth:
             GroupTruth(
                 url=row["url"],
                 country=row["country"],
-                hour_ms=parse_hour(row["hour"]),
+                hour_ms=parse_ms(row["hour"]),
                 clicks=row["clicks"],
                 unique_users=row["unique_users"],
                 time_spent_sum_ms=row["time_spent_sum_ms"],
@@ -204,19 +204,6 @@ class GroundTruth:
             unique_users=document["unique_users"],
             meta=document.get("meta", {}),
         )
-
-
-def iso_hour(hour_ms: int) -> str:
-    """``2026-06-05T13:00:00Z`` for the hour starting at ``hour_ms``."""
-    return datetime.fromtimestamp(hour_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_hour(text: str) -> int:
-    """Epoch ms of an ISO-8601 hour written by :func:`iso_hour`."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"hour {text!r} has no UTC offset")
-    return int(moment.timestamp()) * 1000
 
 
 @dataclass(slots=True)
@@ -312,7 +299,7 @@ def _group_of(
         country = geo_country_of(event.ip)
     else:
         country = UNKNOWN_COUNTRY
-    key = (event.url, country, event.timestamp_ms - event.timestamp_ms % HOUR_MS)
+    key = (event.url, country, hour_floor(event.timestamp_ms))
     group = groups.get(key)
     if group is None:
         group = groups[key] = _Group()

@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from clickstream.times import HOUR_MS
 from traffic.generate import Traffic, TrafficSpec, generate
 from traffic.harness import DaemonProcess
 from traffic.population import GeoSample
@@ -21,7 +22,6 @@ GEO_DB = (
     / "geoip"
     / ("GeoIP2-City-Test.mmdb")
 )
-HOUR_MS = 3_600_000
 
 #: Starts `clickstream ingest` on a test's topics and table (see the `spawn` fixture).
 Spawn = Callable[..., DaemonProcess]

@@ -16,10 +16,10 @@ from elasticsearch import Elasticsearch
 from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings
+from clickstream.times import HOUR_MS
 from hbase_schema.late import hour_of
 from indexing.state import read_watermark, state_index
 from indexing.templates import ViewNames
-from processing.aggregate import HOUR_MS
 from processing.job import default_range, run_batch
 from processing.writer import view_id
 from storage import late as late_ledger

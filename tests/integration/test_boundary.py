@@ -13,14 +13,12 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from clickstream.settings import Settings
+from clickstream.times import HOUR_MS, MINUTE_MS
 from indexing.boundary import move_boundary, prune_speed, read_boundary, speed_indices
 from indexing.client import connect
 from indexing.templates import ViewNames, create_templates, drop_views, speed_filter
 
 pytestmark = pytest.mark.integration
-
-HOUR_MS = 3_600_000
-MINUTE_MS = 60_000
 
 
 def ms(text: str) -> int:

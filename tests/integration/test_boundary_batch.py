@@ -9,6 +9,7 @@ from elasticsearch import Elasticsearch
 from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings
+from clickstream.times import HOUR_MS
 from indexing.boundary import (
     LEVEL_ALL,
     LEVEL_COUNTRY,
@@ -18,7 +19,6 @@ from indexing.boundary import (
     uniques_id,
     uniques_index,
 )
-from processing.aggregate import HOUR_MS
 from processing.job import run_batch
 from processing.reader import read_clicks
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms

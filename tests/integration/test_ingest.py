@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from clickstream.settings import Settings
+from clickstream.times import HOUR_MS
 from commands.stack.manager import Stack
 from hbase_schema import columns
 from ingest.dlq import read_dead_letters
@@ -26,8 +27,6 @@ from traffic.generate import Traffic, publish
 from traffic.harness import committed
 
 pytestmark = pytest.mark.integration
-
-HOUR_MS = 3_600_000
 
 
 def stored_rows(settings: Settings) -> dict[bytes, dict[bytes, bytes]]:

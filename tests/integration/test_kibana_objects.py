@@ -19,6 +19,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from clickstream.settings import Settings
+from clickstream.times import HOUR_MS
 from indexing.boundary import ensure_uniques_index, move_boundary
 from indexing.client import connect
 from indexing.kibana import FIELD_TYPES, SavedObject, by_type, lens_layers, parse_ndjson
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.integration
 
 IMPORT = Path(__file__).resolve().parents[2] / "deploy" / "kibana" / "import.sh"
 BOUNDARY = "2026-11-30T12:00:00Z"
-HOUR_MS = 3_600_000
 TIME_FROM, TIME_TO = "2026-11-30T00:00:00.000Z", "2026-11-30T23:59:59.999Z"
 
 

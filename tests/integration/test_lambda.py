@@ -16,13 +16,14 @@ import pytest
 from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings
+from clickstream.times import HOUR_MS
 from indexing.client import connect as es_connect
 from indexing.templates import ViewNames
 from processing.job import run_batch
 from serving.merge import Metrics
 from serving.params import MetricsQuery
 from serving.service import MetricsService
-from tests.integration.helpers import HOUR_MS, Spawn, make_traffic, traffic_start_ms, wait_for
+from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms, wait_for
 from tests.integration.test_speed import all_documents, merged_users, per_hour
 from traffic.generate import Traffic, publish
 from traffic.harness import committed

@@ -30,6 +30,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from clickstream.settings import Settings
+from clickstream.times import HOUR_MS, MINUTE_MS
 from hbase_schema.late import LATE_COLUMN, late_table
 from indexing.boundary import (
     LEVEL_ALL,
@@ -49,8 +50,6 @@ from storage.late import ensure_late_table
 
 pytestmark = pytest.mark.integration
 
-HOUR_MS = 3_600_000
-MINUTE_MS = 60_000
 H = int(datetime(2026, 11, 20, 10, tzinfo=UTC).timestamp() * 1000)
 BOUNDARY = H + 2 * HOUR_MS
 A, B = "https://a.example/p", "https://b.example/q"

@@ -16,20 +16,13 @@ from elasticsearch import Elasticsearch
 
 from clickstream.errors import RetriableError
 from clickstream.settings import Settings
+from clickstream.times import HOUR_MS
 from commands.stack.manager import Stack
 from indexing.client import connect as es_connect
 from speed.docs import Rendered, render
 from speed.state import ViewDoc
 from speed.store import SpeedStore
-from tests.integration.helpers import (
-    HOUR_MS,
-    Spawn,
-    free_port,
-    health,
-    make_traffic,
-    metric,
-    wait_for,
-)
+from tests.integration.helpers import Spawn, free_port, health, make_traffic, metric, wait_for
 from traffic.generate import Traffic, publish
 from traffic.harness import committed
 from traffic.sender import Sender

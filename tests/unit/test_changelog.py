@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clickstream.model import ClickEvent
+from clickstream.times import MINUTE_MS
 from ingest.urls import normalize_url
 from ingest.validate import MAX_URL, MAX_USER_ID, parse_click
 from speed.changelog import (
@@ -22,7 +23,7 @@ from speed.changelog import (
     records_for,
     user_key,
 )
-from speed.state import MINUTE_MS, PartitionState, SpeedClick
+from speed.state import PartitionState, SpeedClick
 
 TIMEOUT = 30 * MINUTE_MS
 RETENTION = 4 * 3_600_000

@@ -13,6 +13,7 @@ import pytest
 
 from clickstream.model import ClickEvent, Rejection
 from clickstream.settings import KafkaSettings
+from clickstream.times import HOUR_MS
 from ingest.agent import AgentParser
 from ingest.enrich import Enricher
 from ingest.geo import GeoLocator
@@ -30,7 +31,7 @@ from traffic.generate import (
 )
 from traffic.population import BOT_AGENTS, BROWSER_AGENTS, GeoSample
 from traffic.sender import DeliveryError
-from traffic.truth import HOUR_MS, GroundTruth, TruthEvent, compute_truth
+from traffic.truth import GroundTruth, TruthEvent, compute_truth
 
 TEST_DB = Path("/work/shared/testdata/geoip/GeoIP2-City-Test.mmdb")
 START = 1_779_998_400_000  # an hour boundary (2026-05-28T20:00:00Z)

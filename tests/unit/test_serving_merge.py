@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import datasketches
 import pytest
 
+from clickstream.times import HOUR_MS
 from indexing.boundary import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id
 from serving.answer import Answer, LateEvents, answer_dict, late_events, notes_for
 from serving.errors import ServingError
@@ -27,7 +28,7 @@ from serving.merge import (
     select,
     sketch_estimate,
 )
-from serving.params import HOUR_MS, MetricsQuery
+from serving.params import MetricsQuery
 from serving.render import render
 
 H = 1_795_341_600_000  # 2026-11-22T10:00:00Z

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from clickstream.settings import ServingSettings
+from clickstream.times import iso
 from serving.errors import QueryError
-from serving.params import MetricsQuery, build_query, iso, parse_time
+from serving.params import MetricsQuery, build_query, parse_time
 
 SETTINGS = ServingSettings(max_range_days=2, max_top=50, max_url_prefix_bytes=16)
 H = 1_795_341_600_000  # 2026-11-22T10:00:00Z

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clickstream.errors import SchemaError
+from clickstream.times import MINUTE_MS
 from speed.changelog import (
     PARTITION_KEY,
     decode_timeline,
@@ -19,7 +20,7 @@ from speed.changelog import (
     user_key,
 )
 from speed.docs import DocTable, parse, render, speed_index
-from speed.state import MINUTE_MS, PartitionState, SpeedClick
+from speed.state import PartitionState, SpeedClick
 
 TIMEOUT = 30 * MINUTE_MS
 RETENTION = 4 * 3_600_000
