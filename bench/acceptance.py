@@ -245,7 +245,14 @@ def main() -> None:
         start = (int(time.time() * 1000) // HOUR_MS - 7) * HOUR_MS
         geo = GeoSample.from_mmdb(geo_paths(base), seed=args.seed)
         traffic = generate(
-            TrafficSpec(start_ms=start, events=args.events, hours=6), seed=args.seed, geo=geo
+            TrafficSpec(
+                start_ms=start,
+                session_timeout_ms=base.ingest.session_timeout_ms,
+                events=args.events,
+                hours=6,
+            ),
+            seed=args.seed,
+            geo=geo,
         )
         total = len(traffic.messages)
         print(

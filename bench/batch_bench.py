@@ -42,7 +42,14 @@ def load(
     """Generate events in ``[start, start + hours)`` and write their rows; how many rows."""
     geo = GeoSample.from_mmdb(geo_paths(base), seed=seed)
     traffic = generate(
-        TrafficSpec(start_ms=start_ms, events=events, hours=hours, malformed_share=0, late_share=0),
+        TrafficSpec(
+            start_ms=start_ms,
+            session_timeout_ms=settings.ingest.session_timeout_ms,
+            events=events,
+            hours=hours,
+            malformed_share=0,
+            late_share=0,
+        ),
         seed=seed,
         geo=geo,
     )
@@ -62,6 +69,7 @@ def load(
             limits,
             settings.hbase.salt_buckets,
             now_ms,
+            session_timeout_ms=settings.ingest.session_timeout_ms,
         )
         writer.write(list(batch.rows.items()))
         rows += len(batch.rows)

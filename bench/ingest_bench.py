@@ -83,7 +83,12 @@ def bench_pipeline_and_rows(
     clicks: list[SpeedClick] = []
     for i in range(0, len(incoming), 500):
         batch = process(
-            incoming[i : i + 500], enricher, limits, settings.hbase.salt_buckets, now_ms
+            incoming[i : i + 500],
+            enricher,
+            limits,
+            settings.hbase.salt_buckets,
+            now_ms,
+            session_timeout_ms=settings.ingest.session_timeout_ms,
         )
         rows.extend(batch.rows.items())
         clicks.extend(speed_clicks(batch))
@@ -94,7 +99,7 @@ def bench_speed_fold(settings: Settings, clicks: list[SpeedClick]) -> dict[str, 
     """The speed layer's CPU ceiling (fold + apply + render, no I/O), and the memory its state
     takes per click kept (Python heap, tracemalloc; the sketches' C++ buffers are not in it,
     about 1-4 KiB per cached document)."""
-    timeout_ms = settings.ingest.session_timeout_s * 1000
+    timeout_ms = settings.ingest.session_timeout_ms
     retention_ms = settings.speed.allowed_lateness_s * 1000 + timeout_ms
     cache_ms = settings.speed.doc_cache_minutes * 60_000
 
@@ -179,7 +184,12 @@ def main() -> None:
     try:
         start = int(time.time() * 1000) - 6 * 3_600_000
         traffic = generate(
-            TrafficSpec(start_ms=start, events=args.events, hours=6),
+            TrafficSpec(
+                start_ms=start,
+                session_timeout_ms=base.ingest.session_timeout_ms,
+                events=args.events,
+                hours=6,
+            ),
             seed=args.seed,
             geo=GeoSample.from_mmdb(geo_paths(base), seed=args.seed),
         )

@@ -198,6 +198,12 @@ class IngestSettings(_Section):
     url_query_allowlist: tuple[str, ...] = Field(
         (), description="Query parameters kept by URL normalisation (all others dropped)."
     )
+
+    @property
+    def session_timeout_ms(self) -> int:
+        """``session_timeout_s`` in milliseconds: the one conversion every layer uses."""
+        return self.session_timeout_s * 1000
+
     ua_cache_size: int = Field(10_000, ge=0, description="Parsed user agents kept in memory.")
     backoff_initial_ms: int = Field(200, ge=1, description="First retry delay of a failed write.")
     backoff_max_ms: int = Field(30_000, ge=1, description="Cap of the retry delay.")

@@ -162,7 +162,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         duplicate_share=args.duplicate_share,
         malformed_share=args.malformed_share,
         late_share=args.late_share,
-        session_timeout_ms=settings.ingest.session_timeout_s * 1000,
+        session_timeout_ms=settings.ingest.session_timeout_ms,
     )
     geo = GeoSample.from_mmdb(args.geoip or geo_paths(settings), seed=args.seed)
     started = time.monotonic()

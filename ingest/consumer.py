@@ -49,12 +49,12 @@ class LoopConfig:
     batch_size: int
     salt_buckets: int
     limits: Limits
+    session_timeout_ms: int
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 30.0
     exit_when_idle_s: float | None = None
     #: Longest wait for a batch to fill: at low rates, how long an event may sit unprocessed.
     poll_timeout_s: float = 0.1
-    session_timeout_ms: int = 1_800_000
     #: The speed layer's compacted changelog (only used when a speed layer is given).
     changelog_topic: str = ""
     #: Table of the late-event ledger, and what says which hours the batch may have done.

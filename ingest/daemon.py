@@ -91,9 +91,9 @@ def build_loop(
         backoff_initial_s=ingest.backoff_initial_ms / 1000,
         backoff_max_s=ingest.backoff_max_ms / 1000,
         exit_when_idle_s=exit_when_idle_s,
-        session_timeout_ms=ingest.session_timeout_s * 1000,
+        session_timeout_ms=ingest.session_timeout_ms,
         late_table=late_table(settings.hbase.table),
-        late_cutoff=LateCutoff(settings.elasticsearch, ingest.session_timeout_s * 1000),
+        late_cutoff=LateCutoff(settings.elasticsearch, ingest.session_timeout_ms),
         changelog_topic=kafka.speed_changelog_topic,
     )
     return IngestLoop(
@@ -110,7 +110,7 @@ def build_loop(
 
 def build_speed(settings: Settings) -> SpeedLayer:
     """The speed layer: documents in Elasticsearch, user state in the changelog topic."""
-    timeout_ms = settings.ingest.session_timeout_s * 1000
+    timeout_ms = settings.ingest.session_timeout_ms
     retention_ms = settings.speed.allowed_lateness_s * 1000 + timeout_ms
     store = SpeedStore(
         es_connect(settings.elasticsearch),

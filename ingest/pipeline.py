@@ -63,7 +63,7 @@ def process(
     now_ms: int,
     *,
     late_before_ms: int | None = None,
-    session_timeout_ms: int = 1_800_000,
+    session_timeout_ms: int,
 ) -> ProcessedBatch:
     """Validate, enrich and encode every message; bad ones become dead-letter records.
 

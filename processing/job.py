@@ -85,7 +85,7 @@ def default_range(settings: Settings, now_ms: int) -> tuple[int, int]:
         watermark = read_watermark(client, settings.elasticsearch.index_prefix)
     finally:
         client.close()
-    timeout_ms = settings.ingest.session_timeout_s * 1000
+    timeout_ms = settings.ingest.session_timeout_ms
     to_ms = hour_floor(now_ms - timeout_ms)
     if watermark.completed_until_ms is None:
         raise ConfigError("no batch has run yet: give the first range with --from/--to")
@@ -190,7 +190,7 @@ def run_batch(
 
 def _build_and_write(spark: SparkSession, settings: Settings, t0_ms: int, t1_ms: int) -> int:
     """Views (and exact coarse uniques) of ``[t0, t1)`` built and indexed; how many views."""
-    timeout_ms = settings.ingest.session_timeout_s * 1000
+    timeout_ms = settings.ingest.session_timeout_ms
     # Read one session timeout past the range: time spent near its end is known.
     clicks = read_clicks(
         spark,

@@ -74,6 +74,8 @@ class TrafficSpec:
     """What traffic to generate; shares are of ``events`` (of users for ``bot_share``)."""
 
     start_ms: int
+    #: The session timeout the truth's time spent follows: ``ingest.session_timeout_ms``.
+    session_timeout_ms: int
     events: int = 10_000
     hours: float = 6.0
     users: int | None = None
@@ -91,7 +93,6 @@ class TrafficSpec:
     missing_event_id_share: float = 0.1
     country_share: float = 0.02
     url_variant_share: float = 0.1
-    session_timeout_ms: int = 1_800_000
 
     def __post_init__(self) -> None:
         checks = {

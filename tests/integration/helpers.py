@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from clickstream.settings import IngestSettings
 from clickstream.times import HOUR_MS
 from traffic.generate import Traffic, TrafficSpec, generate
 from traffic.harness import DaemonProcess
@@ -35,7 +36,12 @@ def traffic_start_ms(hours_ago: int = 8) -> int:
 def make_traffic(events: int, seed: int, hours: int = 6) -> Traffic:
     """``hours`` of generated traffic from 8 whole hours ago, IPs from the MaxMind test DB."""
     geo = GeoSample.from_mmdb([GEO_DB], seed=seed)
-    spec = TrafficSpec(start_ms=traffic_start_ms(), events=events, hours=hours)
+    spec = TrafficSpec(
+        start_ms=traffic_start_ms(),
+        session_timeout_ms=IngestSettings().session_timeout_ms,
+        events=events,
+        hours=hours,
+    )
     return generate(spec, seed=seed, geo=geo)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from clickstream.model import ClickEvent, Rejection
-from clickstream.settings import KafkaSettings
+from clickstream.settings import IngestSettings, KafkaSettings
 from clickstream.times import HOUR_MS
 from ingest.agent import AgentParser
 from ingest.enrich import Enricher
@@ -34,9 +34,15 @@ from traffic.sender import DeliveryError
 from traffic.truth import GroundTruth, TruthEvent, compute_truth
 
 TEST_DB = Path("/work/shared/testdata/geoip/GeoIP2-City-Test.mmdb")
+TIMEOUT_MS = IngestSettings().session_timeout_ms
 START = 1_779_998_400_000  # an hour boundary (2026-05-28T20:00:00Z)
 NOW = START + 7 * HOUR_MS  # "time of ingest" for the validator: the whole span is recent
 EVENTS = 5000
+
+
+def spec() -> TrafficSpec:
+    """The spec of the module's traffic."""
+    return TrafficSpec(start_ms=START, session_timeout_ms=TIMEOUT_MS, events=EVENTS)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +52,7 @@ def geo() -> GeoSample:
 
 @pytest.fixture(scope="module")
 def traffic(geo: GeoSample) -> Traffic:
-    return generate(TrafficSpec(start_ms=START, events=EVENTS), 42, geo)
+    return generate(spec(), 42, geo)
 
 
 def _body(value: bytes) -> dict[str, Any]:
@@ -57,7 +63,9 @@ def _body(value: bytes) -> dict[str, Any]:
 class TestTrafficSpec:
     def test_default_users_one_per_twenty_events(self) -> None:
         """Without ``users``, there is one user per 20 events."""
-        assert TrafficSpec(start_ms=START, events=1000).user_count == 50
+        assert (
+            TrafficSpec(start_ms=START, session_timeout_ms=TIMEOUT_MS, events=1000).user_count == 50
+        )
 
     @pytest.mark.parametrize(
         ("field", "value"), [("bot_share", 1.5), ("events", 0), ("hours", 0.0), ("users", 0)]
@@ -65,12 +73,12 @@ class TestTrafficSpec:
     def test_out_of_range_value_named(self, field: str, value: object) -> None:
         """A bad value is rejected with the field's name and the value."""
         with pytest.raises(TrafficSpecError, match=f"{field} out of range: {value}"):
-            TrafficSpec(start_ms=START, **{field: value})  # type: ignore[arg-type]
+            TrafficSpec(start_ms=START, session_timeout_ms=TIMEOUT_MS, **{field: value})  # type: ignore[arg-type]
 
     def test_non_http_site_rejected(self) -> None:
         """Sites must be absolute http(s) URLs."""
         with pytest.raises(TrafficSpecError, match="ftp://x"):
-            TrafficSpec(start_ms=START, sites=("ftp://x",))
+            TrafficSpec(start_ms=START, session_timeout_ms=TIMEOUT_MS, sites=("ftp://x",))
 
 
 class TestGeoSample:
@@ -108,13 +116,13 @@ class TestGeoSample:
 class TestGenerate:
     def test_same_seed_same_traffic(self, geo: GeoSample, traffic: Traffic) -> None:
         """One seed gives identical messages and truth."""
-        again = generate(TrafficSpec(start_ms=START, events=EVENTS), 42, geo)
+        again = generate(spec(), 42, geo)
         assert again.messages == traffic.messages
         assert again.truth == traffic.truth
 
     def test_other_seed_other_traffic(self, geo: GeoSample, traffic: Traffic) -> None:
         """Another seed gives other messages."""
-        other = generate(TrafficSpec(start_ms=START, events=EVENTS), 43, geo)
+        other = generate(spec(), 43, geo)
         assert other.messages[:50] != traffic.messages[:50]
 
     def test_message_counts(self, traffic: Traffic) -> None:
