@@ -30,11 +30,11 @@ from commands.defaults import admin_runtime, geo_paths
 from commands.stack.manager import Stack
 from hbase_schema import columns
 from indexing.client import connect as es_connect
-from indexing.templates import ViewNames, create_templates, drop_views
+from indexing.templates import create_templates, drop_views
+from indexing.views import ViewNames, view_id
 from ingest.dlq import read_dead_letters
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from processing.job import run_batch, spark_session
-from processing.writer import view_id
 from serving.params import MetricsQuery
 from serving.service import MetricsService
 from storage.admin import create_table, drop_tables

@@ -24,7 +24,8 @@ from clickstream.settings import Settings, load_settings
 from clickstream.times import HOUR_MS
 from commands.defaults import admin_runtime, geo_paths
 from indexing.client import connect as es_connect
-from indexing.templates import ViewNames, create_templates, drop_views
+from indexing.templates import create_templates, drop_views
+from indexing.views import ViewNames
 from ingest.enrich import Enricher
 from ingest.pipeline import Incoming, process
 from ingest.validate import Limits

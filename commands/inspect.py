@@ -10,7 +10,7 @@ from elasticsearch import Elasticsearch
 from clickstream.settings import Settings
 from hbase_schema import columns
 from indexing.client import connect as es_connect
-from indexing.templates import ViewNames
+from indexing.views import ViewNames
 from ingest.dlq import count_dead_letters
 from storage.scan import scan_time_range
 

@@ -8,51 +8,29 @@ template with the new filter so that a speed index created later gets it too. Sp
 whole UTC day lies far enough behind the boundary are then dropped (daily indices are the pruning
 unit: this cluster has no delete-by-query).
 
-This module also names the exact-uniques index: the batch job's exact distinct-user counts per
-hour at the coarse levels, read by the serving layer by id and deliberately kept out of the alias.
+It also creates the exact-uniques index (named in indexing/views.py): the batch job's exact
+distinct-user counts per hour at the coarse levels, read by the serving layer by id and
+deliberately kept out of the alias.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 import structlog
 from elasticsearch import Elasticsearch
 
 from clickstream.settings import ElasticsearchSettings
 from clickstream.times import DAY_MS
-from indexing.templates import ViewNames, ensure_batch_index, speed_filter, template_bodies
+from indexing.templates import ensure_batch_index, read_boundary, template_bodies
+from indexing.views import UNIQUES_MAPPINGS, ViewNames, batch_filter, speed_filter, uniques_index
 
 log = structlog.get_logger(__name__)
 
 
-#: Exact-uniques levels: (url, all countries), (all urls, country), (all urls, all countries).
-LEVEL_URL: Final = "url"
-LEVEL_COUNTRY: Final = "country"
-LEVEL_ALL: Final = "all"
-LEVELS: Final = (LEVEL_URL, LEVEL_COUNTRY, LEVEL_ALL)
-
-UNIQUES_MAPPINGS: Final[dict[str, Any]] = {
-    "dynamic": "strict",
-    "properties": {
-        "level": {"type": "keyword"},
-        "url": {"type": "keyword"},
-        "country": {"type": "keyword"},
-        "start": {"type": "date", "format": "strict_date_optional_time||epoch_millis"},
-        "unique_users": {"type": "long"},
-    },
-}
-
-
 # --- pure parts -------------------------------------------------------------------------------
-
-
-def batch_filter(boundary_ms: int) -> dict[str, Any]:
-    """The alias filter of the batch index: hours before the boundary."""
-    return {"range": {"start": {"lt": boundary_ms, "format": "epoch_millis"}}}
 
 
 def alias_actions(
@@ -74,15 +52,6 @@ def alias_actions(
         for index in sorted(speed_indices)
     )
     return actions
-
-
-def boundary_of(batch_alias_filter: Any) -> int | None:
-    """The boundary a batch alias filter holds (``range.start.lt``), None if it holds none."""
-    try:
-        value = batch_alias_filter["range"]["start"]["lt"]
-    except (KeyError, TypeError):
-        return None
-    return int(value)
 
 
 def speed_index_day(prefix: str, index: str) -> int | None:
@@ -113,17 +82,6 @@ def indices_to_prune(
     return sorted(chosen)
 
 
-def uniques_index(prefix: str) -> str:
-    """The exact-uniques index (not in the alias: its documents are not views)."""
-    return f"{prefix}-batch-uniques-v1"
-
-
-def uniques_id(level: str, url: str | None, country: str | None, hour_ms: int) -> str:
-    """The document id of one exact-uniques count: a re-run replaces it."""
-    key = f"{level}\0{url or ''}\0{country or ''}\0{hour_ms}"
-    return hashlib.sha256(key.encode()).hexdigest()[:40]
-
-
 # --- Elasticsearch edge -----------------------------------------------------------------------
 
 
@@ -131,17 +89,6 @@ def speed_indices(client: Elasticsearch, prefix: str) -> list[str]:
     """Every existing speed index of the prefix."""
     found = client.indices.get_alias(index=ViewNames(prefix).speed_pattern, allow_no_indices=True)
     return sorted(name for name in found if speed_index_day(prefix, name) is not None)
-
-
-def read_boundary(client: Elasticsearch, prefix: str) -> int | None:
-    """The boundary in force (epoch ms), read from the batch index's alias filter; None before
-    the first batch run."""
-    names = ViewNames(prefix)
-    found = client.options(ignore_status=404).indices.get_alias(
-        index=names.batch_index, name=names.alias
-    )
-    aliases = dict(found).get(names.batch_index, {}).get("aliases", {})
-    return boundary_of(aliases.get(names.alias, {}).get("filter"))
 
 
 def put_speed_template(

@@ -1,74 +1,21 @@
-"""Composable index templates of the batch and speed views, with explicit mappings.
-
-Both views share one document shape so a query can aggregate across them; they differ in time
-grain (batch: hour, speed: minute) and in who owns a document (batch: the job; speed: one Kafka
-partition). ``users_sketch`` holds a serialised DataSketches HLL sketch, merged at query time.
-"""
+"""Composable index templates of the batch and speed views (the document is defined in
+indexing/views.py), and the boundary they carry: read from the batch index's alias filter."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from elasticsearch import Elasticsearch
 
 from clickstream.errors import SchemaError
 from clickstream.settings import ElasticsearchSettings
-
-_VIEW_PROPERTIES: dict[str, Any] = {
-    "url": {"type": "keyword"},
-    "country": {"type": "keyword"},
-    "start": {"type": "date", "format": "strict_date_optional_time||epoch_millis"},
-    "clicks": {"type": "long"},
-    "bot_clicks": {"type": "long"},
-    "unique_users": {"type": "long"},
-    "users_sketch": {"type": "binary"},
-    "time_spent_sum_ms": {"type": "long"},
-    "time_spent_count": {"type": "long"},
-    "avg_time_spent_ms": {"type": "double"},
-}
-
-_SPEED_EXTRA: dict[str, Any] = {
-    "partition": {"type": "integer"},
-    "last_offset": {"type": "long"},
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ViewNames:
-    """Index, template and alias names derived from ``elasticsearch.index_prefix``."""
-
-    prefix: str
-
-    @property
-    def batch_template(self) -> str:
-        """Template of the batch view index."""
-        return f"{self.prefix}-batch"
-
-    @property
-    def batch_index(self) -> str:
-        """The batch view index (one; documents replaced by deterministic id)."""
-        return f"{self.prefix}-batch-v1"
-
-    @property
-    def speed_template(self) -> str:
-        """Template of the time-based speed view indices."""
-        return f"{self.prefix}-speed"
-
-    @property
-    def speed_pattern(self) -> str:
-        """Index pattern of the speed view indices (one per UTC day, dropped when behind)."""
-        return f"{self.prefix}-speed-*"
-
-    @property
-    def alias(self) -> str:
-        """The alias readers (API, Kibana) query: batch before the boundary, speed after."""
-        return f"{self.prefix}-views"
-
-
-def speed_filter(boundary_ms: int) -> dict[str, Any]:
-    """The alias filter of a speed index: minutes at or after the time boundary."""
-    return {"range": {"start": {"gte": boundary_ms, "format": "epoch_millis"}}}
+from indexing.views import (
+    SPEED_PROPERTIES,
+    VIEW_PROPERTIES,
+    ViewNames,
+    boundary_of,
+    speed_filter,
+)
 
 
 def template_bodies(
@@ -95,7 +42,7 @@ def template_bodies(
             "priority": 100,
             "template": {
                 "settings": index_settings,
-                "mappings": {"dynamic": "strict", "properties": _VIEW_PROPERTIES},
+                "mappings": {"dynamic": "strict", "properties": VIEW_PROPERTIES},
             },
             "_meta": {"owner": "clickstream", "view": "batch", "grain": "hour"},
         },
@@ -107,7 +54,7 @@ def template_bodies(
                 "aliases": {names.alias: speed_alias},
                 "mappings": {
                     "dynamic": "strict",
-                    "properties": {**_VIEW_PROPERTIES, **_SPEED_EXTRA},
+                    "properties": {**VIEW_PROPERTIES, **SPEED_PROPERTIES},
                 },
             },
             "_meta": {"owner": "clickstream", "view": "speed", "grain": "minute"},
@@ -115,13 +62,22 @@ def template_bodies(
     }
 
 
+def read_boundary(client: Elasticsearch, prefix: str) -> int | None:
+    """The boundary in force (epoch ms), read from the batch index's alias filter; None before
+    the first batch run."""
+    names = ViewNames(prefix)
+    found = client.options(ignore_status=404).indices.get_alias(
+        index=names.batch_index, name=names.alias
+    )
+    aliases = dict(found).get(names.batch_index, {}).get("aliases", {})
+    return boundary_of(aliases.get(names.alias, {}).get("filter"))
+
+
 def create_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> list[str]:
     """Put every template (idempotent: same body, same result); names written.
 
     The speed template's alias carries the boundary in force, if a batch run has set one.
     """
-    from indexing.boundary import read_boundary  # noqa: PLC0415 - boundary builds on this module
-
     try:
         boundary_ms = read_boundary(client, settings.index_prefix)
     except Exception as exc:

@@ -19,7 +19,7 @@ from pyspark.sql.types import (
 )
 
 from clickstream.times import HOUR_MS
-from indexing.boundary import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL
+from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL
 
 #: What the reader yields per stored click: only the columns the views need.
 CLICKS_SCHEMA = StructType(

@@ -21,10 +21,11 @@ from clickstream.errors import ConfigError
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS, hour_floor, iso, parse_ms
 from hbase_schema.late import hour_of
-from indexing.boundary import ensure_uniques_index, move_boundary, prune_speed, uniques_index
+from indexing.boundary import ensure_uniques_index, move_boundary, prune_speed
 from indexing.client import connect
 from indexing.state import advance_watermark, read_watermark, state_index
-from indexing.templates import ViewNames, ensure_batch_index
+from indexing.templates import ensure_batch_index
+from indexing.views import ViewNames, uniques_index
 from processing.aggregate import batch_uniques, batch_views
 from processing.reader import read_clicks
 from processing.writer import write_uniques, write_views

@@ -8,8 +8,6 @@ so the job) with the first errors quoted: nothing is dropped silently.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,29 +15,23 @@ from pyspark.sql import DataFrame, Row
 
 from clickstream.errors import RetriableError
 from clickstream.settings import ElasticsearchSettings
-from indexing.boundary import uniques_id
-
-
-def view_id(url: str, country: str, hour_ms: int) -> str:
-    """The document id of one (url, country, hour) view."""
-    return hashlib.sha256(f"{url}\0{country}\0{hour_ms}".encode()).hexdigest()[:40]
+from indexing.views import uniques_id, view_id, view_source
 
 
 def view_document(row: Row) -> dict[str, Any]:
-    """The Elasticsearch document of one aggregated row (sketch base64-encoded)."""
+    """The Elasticsearch document of one aggregated row."""
     sketch = row["users_sketch"]
-    return {
-        "url": row["url"],
-        "country": row["country"],
-        "start": int(row["hour"]),
-        "clicks": int(row["clicks"]),
-        "bot_clicks": int(row["bot_clicks"]),
-        "unique_users": int(row["unique_users"]),
-        "users_sketch": base64.b64encode(bytes(sketch)).decode() if sketch is not None else None,
-        "time_spent_sum_ms": int(row["time_spent_sum_ms"]),
-        "time_spent_count": int(row["time_spent_count"]),
-        "avg_time_spent_ms": row["avg_time_spent_ms"],
-    }
+    return view_source(
+        url=row["url"],
+        country=row["country"],
+        start_ms=int(row["hour"]),
+        clicks=int(row["clicks"]),
+        bot_clicks=int(row["bot_clicks"]),
+        unique_users=int(row["unique_users"]),
+        users_sketch=bytes(sketch) if sketch is not None else None,
+        time_spent_sum_ms=int(row["time_spent_sum_ms"]),
+        time_spent_count=int(row["time_spent_count"]),
+    )
 
 
 def uniques_document(row: Row) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Final, Literal
 import datasketches
 
 from clickstream.times import HOUR_MS
-from indexing.boundary import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id
+from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id
 from serving.errors import ServingError
 from serving.params import MetricsQuery
 

@@ -18,24 +18,13 @@ from thriftpy2.thrift import TException
 from clickstream.errors import SchemaError
 from clickstream.settings import HBaseSettings
 from clickstream.times import MINUTE_MS
-from indexing.boundary import uniques_index
-from indexing.templates import ViewNames
+from indexing.views import MEASURE_FIELDS, ViewNames, uniques_index
 from serving.errors import BackendUnavailableError, QueryError, TooBroadError
 from serving.merge import ViewDoc
 from serving.params import MetricsQuery
 from storage import late as late_ledger
 
-SOURCE_FIELDS: Final = [
-    "url",
-    "country",
-    "start",
-    "clicks",
-    "bot_clicks",
-    "unique_users",
-    "users_sketch",
-    "time_spent_sum_ms",
-    "time_spent_count",
-]
+SOURCE_FIELDS: Final = list(MEASURE_FIELDS)
 PAGE_SIZE: Final = 5000
 KEEP_ALIVE: Final = "1m"
 _UNAVAILABLE_STATUS: Final = frozenset({429, 502, 503, 504})

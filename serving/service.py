@@ -8,8 +8,8 @@ from elasticsearch import Elasticsearch
 
 from clickstream.closing import Closeable
 from clickstream.settings import Settings
-from indexing.boundary import read_boundary
 from indexing.client import connect
+from indexing.templates import read_boundary
 from serving import search
 from serving.answer import Answer, late_events, notes_for
 from serving.merge import Group, metrics, needed_uniques, select

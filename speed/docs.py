@@ -16,7 +16,8 @@ from typing import Any
 from datasketches import hll_sketch
 
 from clickstream.times import MINUTE_MS
-from speed.state import Contribution, DocKey, ViewDoc, doc_id
+from indexing.views import view_source
+from speed.state import Contribution, DocKey, SpeedDoc
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,34 +35,30 @@ def speed_index(prefix: str, minute_ms: int) -> str:
     return f"{prefix}-speed-{time.strftime('%Y.%m.%d', time.gmtime(minute_ms / 1000))}"
 
 
-def render(doc: ViewDoc, prefix: str) -> Rendered:
+def render(doc: SpeedDoc, prefix: str) -> Rendered:
     """The Elasticsearch form of ``doc`` (sketch compact-serialised, base64)."""
     url, country, minute = doc.key
     sketch = doc.sketch
-    source: dict[str, Any] = {
-        "url": url,
-        "country": country,
-        "start": minute,
-        "clicks": doc.clicks,
-        "bot_clicks": doc.bot_clicks,
-        "unique_users": round(sketch.get_estimate()) if sketch is not None else 0,
-        "users_sketch": base64.b64encode(sketch.serialize_compact()).decode()
-        if sketch is not None
-        else None,
-        "time_spent_sum_ms": doc.spent_sum,
-        "time_spent_count": doc.spent_count,
-        "avg_time_spent_ms": doc.spent_sum / doc.spent_count if doc.spent_count else None,
-        "partition": doc.partition,
-        "last_offset": doc.last_offset,
-    }
+    source = view_source(
+        url=url,
+        country=country,
+        start_ms=minute,
+        clicks=doc.clicks,
+        bot_clicks=doc.bot_clicks,
+        unique_users=round(sketch.get_estimate()) if sketch is not None else 0,
+        users_sketch=sketch.serialize_compact() if sketch is not None else None,
+        time_spent_sum_ms=doc.spent_sum,
+        time_spent_count=doc.spent_count,
+    )
+    source.update(partition=doc.partition, last_offset=doc.last_offset)
     return Rendered(speed_index(prefix, minute), doc.doc_id, doc.last_offset, source)
 
 
-def parse(partition: int, source: Mapping[str, Any], lg_k: int) -> ViewDoc:
+def parse(partition: int, source: Mapping[str, Any], lg_k: int) -> SpeedDoc:
     """A stored document back into its in-memory form."""
     encoded = source.get("users_sketch")
     sketch = hll_sketch.deserialize(base64.b64decode(encoded)) if encoded else None
-    return ViewDoc(
+    return SpeedDoc(
         partition=partition,
         key=(source["url"], source["country"], int(source["start"])),
         lg_k=lg_k,
@@ -79,25 +76,25 @@ class DocTable:
 
     def __init__(self, lg_k: int) -> None:
         self.lg_k = lg_k
-        self.docs: dict[tuple[int, DocKey], ViewDoc] = {}
+        self.docs: dict[tuple[int, DocKey], SpeedDoc] = {}
 
     def missing(self, contributions: Iterable[Contribution]) -> list[tuple[int, DocKey]]:
         """Documents the contributions touch that are not in memory (to load, or new)."""
         wanted = {(c.partition, c.doc_key) for c in contributions}
         return sorted(key for key in wanted if key not in self.docs)
 
-    def add(self, docs: Iterable[ViewDoc]) -> None:
+    def add(self, docs: Iterable[SpeedDoc]) -> None:
         """Documents loaded from the store (or new, empty ones)."""
         for doc in docs:
             self.docs[(doc.partition, doc.key)] = doc
 
-    def new(self, partition: int, key: DocKey) -> ViewDoc:
+    def new(self, partition: int, key: DocKey) -> SpeedDoc:
         """An empty document (no contribution folded yet)."""
-        return ViewDoc(partition, key, self.lg_k)
+        return SpeedDoc(partition, key, self.lg_k)
 
-    def apply(self, contributions: Iterable[Contribution]) -> list[ViewDoc]:
+    def apply(self, contributions: Iterable[Contribution]) -> list[SpeedDoc]:
         """Fold the contributions in (each once, by offset); the documents that changed."""
-        changed: dict[tuple[int, DocKey], ViewDoc] = {}
+        changed: dict[tuple[int, DocKey], SpeedDoc] = {}
         for contribution in contributions:
             key = (contribution.partition, contribution.doc_key)
             doc = self.docs.get(key)
@@ -120,4 +117,4 @@ class DocTable:
         return len(old)
 
 
-__all__ = ["DocTable", "Rendered", "doc_id", "parse", "render", "speed_index"]
+__all__ = ["DocTable", "Rendered", "parse", "render", "speed_index"]

@@ -17,13 +17,13 @@ twice and nothing is dropped silently.
 from __future__ import annotations
 
 import bisect
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from datasketches import hll_sketch, tgt_hll_type
 
 from clickstream.times import MINUTE_MS
+from indexing.views import speed_doc_id
 
 #: The sketch type Spark's hll_sketch_agg builds; unions across types are exact either way.
 HLL_TYPE = tgt_hll_type.HLL_8
@@ -108,7 +108,7 @@ class Contribution:
 
 
 @dataclass(slots=True)
-class ViewDoc:
+class SpeedDoc:
     """A cumulative minute document owned by one partition."""
 
     partition: int
@@ -140,16 +140,8 @@ class ViewDoc:
 
     @property
     def doc_id(self) -> str:
-        """Its Elasticsearch id (see :func:`doc_id`)."""
-        return doc_id(self.partition, self.key)
-
-
-def doc_id(partition: int, key: DocKey) -> str:
-    """Deterministic id of document ``key`` owned by ``partition``: the partition and a hash
-    of (url, country, minute), so two partitions never write the same document."""
-    url, country, minute = key
-    digest = hashlib.sha256(f"{url}\0{country}\0{minute}".encode()).hexdigest()[:32]
-    return f"p{partition}-{digest}"
+        """Its Elasticsearch id (see :func:`indexing.views.speed_doc_id`)."""
+        return speed_doc_id(self.partition, *self.key)
 
 
 @dataclass(frozen=True, slots=True)

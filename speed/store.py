@@ -15,8 +15,9 @@ import structlog
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from clickstream.errors import RetriableError
+from indexing.views import speed_doc_id
 from speed.docs import Rendered, parse, speed_index
-from speed.state import DocKey, ViewDoc, doc_id
+from speed.state import DocKey, SpeedDoc
 
 log = structlog.get_logger(__name__)
 
@@ -29,11 +30,13 @@ class SpeedStore:
         self.prefix = prefix
         self.lg_k = lg_k
 
-    def load(self, keys: Sequence[tuple[int, DocKey]]) -> list[ViewDoc]:
+    def load(self, keys: Sequence[tuple[int, DocKey]]) -> list[SpeedDoc]:
         """The stored documents among ``keys`` (absent ones are simply not returned)."""
         if not keys:
             return []
-        docs = [{"_index": speed_index(self.prefix, k[2]), "_id": doc_id(p, k)} for p, k in keys]
+        docs = [
+            {"_index": speed_index(self.prefix, k[2]), "_id": speed_doc_id(p, *k)} for p, k in keys
+        ]
         try:
             response = self._client.mget(docs=docs, source_excludes=["avg_time_spent_ms"])
         except (ApiError, TransportError) as exc:

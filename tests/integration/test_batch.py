@@ -19,9 +19,8 @@ from clickstream.settings import Settings
 from clickstream.times import HOUR_MS
 from hbase_schema.late import hour_of
 from indexing.state import read_watermark, state_index
-from indexing.templates import ViewNames
+from indexing.views import ViewNames, view_id
 from processing.job import default_range, run_batch
-from processing.writer import view_id
 from storage import late as late_ledger
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms
 from traffic.generate import Traffic, publish

@@ -14,9 +14,10 @@ from elasticsearch import Elasticsearch
 
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS, MINUTE_MS
-from indexing.boundary import move_boundary, prune_speed, read_boundary, speed_indices
+from indexing.boundary import move_boundary, prune_speed, speed_indices
 from indexing.client import connect
-from indexing.templates import ViewNames, create_templates, drop_views, speed_filter
+from indexing.templates import create_templates, drop_views, read_boundary
+from indexing.views import ViewNames, speed_filter
 
 pytestmark = pytest.mark.integration
 

@@ -10,15 +10,9 @@ from pyspark.sql import SparkSession
 
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS
-from indexing.boundary import (
-    LEVEL_ALL,
-    LEVEL_COUNTRY,
-    LEVEL_URL,
-    read_boundary,
-    speed_indices,
-    uniques_id,
-    uniques_index,
-)
+from indexing.boundary import speed_indices
+from indexing.templates import read_boundary
+from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id, uniques_index
 from processing.job import run_batch
 from processing.reader import read_clicks
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms

@@ -9,12 +9,8 @@ from elasticsearch import BadRequestError, Elasticsearch
 
 from clickstream.settings import Settings
 from indexing.client import connect
-from indexing.templates import (
-    ViewNames,
-    create_templates,
-    describe_templates,
-    drop_views,
-)
+from indexing.templates import create_templates, describe_templates, drop_views
+from indexing.views import ViewNames
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,8 @@ from clickstream.times import HOUR_MS
 from indexing.boundary import ensure_uniques_index, move_boundary
 from indexing.client import connect
 from indexing.kibana import FIELD_TYPES, SavedObject, by_type, lens_layers, parse_ndjson
-from indexing.templates import ViewNames, create_templates, drop_views
+from indexing.templates import create_templates, drop_views
+from indexing.views import ViewNames
 
 pytestmark = pytest.mark.integration
 

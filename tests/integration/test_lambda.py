@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS
 from indexing.client import connect as es_connect
-from indexing.templates import ViewNames
+from indexing.views import ViewNames
 from processing.job import run_batch
 from serving.merge import Metrics
 from serving.params import MetricsQuery

@@ -32,17 +32,10 @@ from hypothesis import strategies as st
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS, MINUTE_MS
 from hbase_schema.late import LATE_COLUMN, late_table
-from indexing.boundary import (
-    LEVEL_ALL,
-    LEVEL_COUNTRY,
-    LEVEL_URL,
-    ensure_uniques_index,
-    move_boundary,
-    uniques_id,
-    uniques_index,
-)
+from indexing.boundary import ensure_uniques_index, move_boundary
 from indexing.client import connect
-from indexing.templates import ViewNames, create_templates, drop_views
+from indexing.templates import create_templates, drop_views
+from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, ViewNames, uniques_id, uniques_index
 from serving.api import create_app
 from storage.admin import drop_tables
 from storage.connection import connect as hbase_connect

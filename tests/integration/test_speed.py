@@ -20,7 +20,7 @@ from clickstream.times import HOUR_MS
 from commands.stack.manager import Stack
 from indexing.client import connect as es_connect
 from speed.docs import Rendered, render
-from speed.state import ViewDoc
+from speed.state import SpeedDoc
 from speed.store import SpeedStore
 from tests.integration.helpers import Spawn, free_port, health, make_traffic, metric, wait_for
 from traffic.generate import Traffic, publish
@@ -175,7 +175,7 @@ class TestStore:
     KEY = ("https://a.example/", "DE", 1_796_083_200_000)
 
     def _doc(self, prefix: str, offset: int, clicks: int) -> Rendered:
-        doc = ViewDoc(0, self.KEY, 12)
+        doc = SpeedDoc(0, self.KEY, 12)
         doc.clicks, doc.last_offset = clicks, offset
         return render(doc, prefix)
 

@@ -5,19 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from clickstream.settings import ElasticsearchSettings
-from indexing.boundary import (
+from indexing.boundary import alias_actions, indices_to_prune, speed_index_day
+from indexing.templates import template_bodies
+from indexing.views import (
     LEVEL_ALL,
     LEVEL_COUNTRY,
     LEVEL_URL,
-    alias_actions,
     batch_filter,
     boundary_of,
-    indices_to_prune,
-    speed_index_day,
+    speed_filter,
     uniques_id,
     uniques_index,
 )
-from indexing.templates import speed_filter, template_bodies
 
 
 def ms(text: str) -> int:

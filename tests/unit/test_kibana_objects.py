@@ -40,7 +40,8 @@ from indexing.kibana import (
     parse_ndjson,
     shown_columns,
 )
-from indexing.templates import ViewNames, template_bodies
+from indexing.templates import template_bodies
+from indexing.views import ViewNames
 
 ROOT = Path(__file__).resolve().parents[2]
 NDJSON = ROOT / "deploy" / "kibana" / "clickstream.ndjson"

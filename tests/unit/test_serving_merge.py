@@ -13,7 +13,7 @@ import datasketches
 import pytest
 
 from clickstream.times import HOUR_MS
-from indexing.boundary import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id
+from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id
 from serving.answer import Answer, LateEvents, answer_dict, late_events, notes_for
 from serving.errors import ServingError
 from serving.merge import (

@@ -1,0 +1,157 @@
+"""The view document: its fields and mapping, the index/alias names, the document ids, the levels.
+
+One definition that the batch writer, the speed layer, the templates, the boundary and the
+serving layer all import. Batch and speed views share one document shape so one query can read
+both; they differ in time grain (batch: hour, speed: minute) and owner (batch: the job; speed:
+one Kafka partition, which adds ``partition`` and ``last_offset``). ``users_sketch`` holds a
+serialised DataSketches HLL sketch (base64), merged at query time. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Final
+
+#: Mapping of the fields every view document has.
+VIEW_PROPERTIES: Final[dict[str, Any]] = {
+    "url": {"type": "keyword"},
+    "country": {"type": "keyword"},
+    "start": {"type": "date", "format": "strict_date_optional_time||epoch_millis"},
+    "clicks": {"type": "long"},
+    "bot_clicks": {"type": "long"},
+    "unique_users": {"type": "long"},
+    "users_sketch": {"type": "binary"},
+    "time_spent_sum_ms": {"type": "long"},
+    "time_spent_count": {"type": "long"},
+    "avg_time_spent_ms": {"type": "double"},
+}
+#: What a speed document adds: its owning partition and the last offset folded in.
+SPEED_PROPERTIES: Final[dict[str, Any]] = {
+    "partition": {"type": "integer"},
+    "last_offset": {"type": "long"},
+}
+#: The fields a reader needs to merge views (``avg_time_spent_ms`` is derived, for Kibana).
+MEASURE_FIELDS: Final = tuple(name for name in VIEW_PROPERTIES if name != "avg_time_spent_ms")
+
+#: Exact-uniques levels: (url, all countries), (all urls, country), (all urls, all countries).
+LEVEL_URL: Final = "url"
+LEVEL_COUNTRY: Final = "country"
+LEVEL_ALL: Final = "all"
+LEVELS: Final = (LEVEL_URL, LEVEL_COUNTRY, LEVEL_ALL)
+
+UNIQUES_MAPPINGS: Final[dict[str, Any]] = {
+    "dynamic": "strict",
+    "properties": {
+        "level": {"type": "keyword"},
+        "url": {"type": "keyword"},
+        "country": {"type": "keyword"},
+        "start": {"type": "date", "format": "strict_date_optional_time||epoch_millis"},
+        "unique_users": {"type": "long"},
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ViewNames:
+    """Index, template and alias names derived from ``elasticsearch.index_prefix``."""
+
+    prefix: str
+
+    @property
+    def batch_template(self) -> str:
+        """Template of the batch view index."""
+        return f"{self.prefix}-batch"
+
+    @property
+    def batch_index(self) -> str:
+        """The batch view index (one; documents replaced by deterministic id)."""
+        return f"{self.prefix}-batch-v1"
+
+    @property
+    def speed_template(self) -> str:
+        """Template of the time-based speed view indices."""
+        return f"{self.prefix}-speed"
+
+    @property
+    def speed_pattern(self) -> str:
+        """Index pattern of the speed view indices (one per UTC day, dropped when behind)."""
+        return f"{self.prefix}-speed-*"
+
+    @property
+    def alias(self) -> str:
+        """The alias readers (API, Kibana) query: batch before the boundary, speed after."""
+        return f"{self.prefix}-views"
+
+
+def uniques_index(prefix: str) -> str:
+    """The exact-uniques index (not in the alias: its documents are not views)."""
+    return f"{prefix}-batch-uniques-v1"
+
+
+def speed_filter(boundary_ms: int) -> dict[str, Any]:
+    """The alias filter of a speed index: minutes at or after the time boundary."""
+    return {"range": {"start": {"gte": boundary_ms, "format": "epoch_millis"}}}
+
+
+def batch_filter(boundary_ms: int) -> dict[str, Any]:
+    """The alias filter of the batch index: hours before the boundary."""
+    return {"range": {"start": {"lt": boundary_ms, "format": "epoch_millis"}}}
+
+
+def boundary_of(batch_alias_filter: Any) -> int | None:
+    """The boundary a batch alias filter holds (``range.start.lt``), None if it holds none."""
+    try:
+        value = batch_alias_filter["range"]["start"]["lt"]
+    except (KeyError, TypeError):
+        return None
+    return int(value)
+
+
+def _digest(*parts: object, length: int) -> str:
+    """The hex sha256 of the parts joined by NUL, cut to ``length``: every id's hash."""
+    return hashlib.sha256("\0".join(str(part) for part in parts).encode()).hexdigest()[:length]
+
+
+def view_id(url: str, country: str, hour_ms: int) -> str:
+    """The id of one batch (url, country, hour) view: a re-run replaces it."""
+    return _digest(url, country, hour_ms, length=40)
+
+
+def speed_doc_id(partition: int, url: str, country: str, minute_ms: int) -> str:
+    """The id of the (url, country, minute) document owned by ``partition``: two partitions
+    never write the same document."""
+    return f"p{partition}-{_digest(url, country, minute_ms, length=32)}"
+
+
+def uniques_id(level: str, url: str | None, country: str | None, hour_ms: int) -> str:
+    """The id of one exact-uniques count: a re-run replaces it."""
+    return _digest(level, url or "", country or "", hour_ms, length=40)
+
+
+def view_source(
+    *,
+    url: str,
+    country: str,
+    start_ms: int,
+    clicks: int,
+    bot_clicks: int,
+    unique_users: int,
+    users_sketch: bytes | None,
+    time_spent_sum_ms: int,
+    time_spent_count: int,
+) -> dict[str, Any]:
+    """The ``_source`` of a view document (the speed layer adds its partition and offset)."""
+    return {
+        "url": url,
+        "country": country,
+        "start": start_ms,
+        "clicks": clicks,
+        "bot_clicks": bot_clicks,
+        "unique_users": unique_users,
+        "users_sketch": base64.b64encode(users_sketch).decode() if users_sketch else None,
+        "time_spent_sum_ms": time_spent_sum_ms,
+        "time_spent_count": time_spent_count,
+        "avg_time_spent_ms": time_spent_sum_ms / time_spent_count if time_spent_count else None,
+    }
