@@ -17,8 +17,14 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from clickstream.errors import ClickstreamError
 from clickstream.settings import Settings
 from clickstream.times import parse_ms
+
+
+class HarnessError(ClickstreamError):
+    """A harnessed daemon did not end as asked (still running, or a non-zero exit); the
+    message carries the end of its log."""
 
 
 def isolated(base: Settings, name: str) -> Settings:
@@ -94,9 +100,9 @@ class DaemonProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             message = f"daemon still running after {timeout}s:\n{self.log()[-3000:]}"
-            raise AssertionError(message) from None
+            raise HarnessError(message) from None
         if self.process.returncode != 0:
-            raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.log()[-3000:]}")
+            raise HarnessError(f"daemon exited {self.process.returncode}:\n{self.log()[-3000:]}")
         text = self.log()
         self.log_path.unlink()  # kept only when something went wrong
         return text

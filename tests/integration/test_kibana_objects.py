@@ -1,7 +1,7 @@
 """The Kibana dashboard against the real Elasticsearch: fields, aggregations, values.
 
 Kibana itself cannot be installed here, so each Lens visualisation is translated into the search
-it runs (indexing.kibana) and that search runs on the live views, read through the alias the way
+it runs (tests.kibana) and that search runs on the live views, read through the alias the way
 Kibana reads it: batch view before the boundary, speed view from it (indexing.boundary).
 The saved objects are the ones `deploy/kibana/import.sh --dry-run --prefix <test prefix>` prints.
 """
@@ -22,9 +22,9 @@ from clickstream.settings import Settings
 from clickstream.times import HOUR_MS
 from indexing.boundary import ensure_uniques_index, move_boundary
 from indexing.client import connect
-from indexing.kibana import FIELD_TYPES, SavedObject, by_type, lens_layers, parse_ndjson
 from indexing.templates import create_templates, drop_views
 from indexing.views import ViewNames
+from tests.kibana import FIELD_TYPES, SavedObject, by_type, lens_layers, parse_ndjson
 
 pytestmark = pytest.mark.integration
 

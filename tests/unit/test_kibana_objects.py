@@ -25,7 +25,9 @@ from typing import Any
 import pytest
 
 from clickstream.settings import ElasticsearchSettings
-from indexing.kibana import (
+from indexing.templates import template_bodies
+from indexing.views import ViewNames
+from tests.kibana import (
     BinaryOp,
     FieldAgg,
     Number,
@@ -40,8 +42,6 @@ from indexing.kibana import (
     parse_ndjson,
     shown_columns,
 )
-from indexing.templates import template_bodies
-from indexing.views import ViewNames
 
 ROOT = Path(__file__).resolve().parents[2]
 NDJSON = ROOT / "deploy" / "kibana" / "clickstream.ndjson"
