@@ -23,7 +23,8 @@ from indexing.client import connect as es_connect
 from indexing.templates import create_templates, drop_views
 from ingest.topics import create_topics, delete_topics, pipeline_topics
 from storage.admin import create_table, drop_tables
-from tests.integration.helpers import GEO_DB, Spawn
+from tests.integration.helpers import Spawn
+from tests.paths import GEO_DB
 from traffic.generate import LATE_MAX_MS
 from traffic.harness import DaemonProcess, isolated
 

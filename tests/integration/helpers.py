@@ -8,21 +8,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
 from clickstream.settings import IngestSettings
 from clickstream.times import HOUR_MS
+from tests.paths import GEO_DB
 from traffic.generate import Traffic, TrafficSpec, generate
 from traffic.harness import DaemonProcess
 from traffic.population import GeoSample
-
-GEO_DB = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "testdata"
-    / "geoip"
-    / ("GeoIP2-City-Test.mmdb")
-)
 
 #: Starts `clickstream ingest` on a test's topics and table (see the `spawn` fixture).
 Spawn = Callable[..., DaemonProcess]

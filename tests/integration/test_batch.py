@@ -7,7 +7,6 @@ import os
 import subprocess
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import datasketches
@@ -23,11 +22,11 @@ from indexing.views import ViewNames, view_id
 from processing.job import default_range, run_batch
 from storage import late as late_ledger
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms
+from tests.paths import ROOT
 from traffic.generate import Traffic, publish
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 SUBMIT = ROOT / "deploy" / "spark" / "submit.sh"
 
 

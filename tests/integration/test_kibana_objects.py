@@ -12,7 +12,6 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,10 +24,11 @@ from indexing.client import connect
 from indexing.templates import create_templates, drop_views
 from indexing.views import ViewNames
 from tests.kibana import FIELD_TYPES, SavedObject, by_type, lens_layers, parse_ndjson
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
-IMPORT = Path(__file__).resolve().parents[2] / "deploy" / "kibana" / "import.sh"
+IMPORT = ROOT / "deploy" / "kibana" / "import.sh"
 BOUNDARY = "2026-11-30T12:00:00Z"
 TIME_FROM, TIME_TO = "2026-11-30T00:00:00.000Z", "2026-11-30T23:59:59.999Z"
 

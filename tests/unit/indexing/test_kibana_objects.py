@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,8 +41,8 @@ from tests.kibana import (
     parse_ndjson,
     shown_columns,
 )
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 NDJSON = ROOT / "deploy" / "kibana" / "clickstream.ndjson"
 IMPORT = ROOT / "deploy" / "kibana" / "import.sh"
 

@@ -19,6 +19,7 @@ from ingest.enrich import Enricher
 from ingest.geo import GeoLocator
 from ingest.urls import normalize_url
 from ingest.validate import parse_click
+from tests.paths import GEO_DB
 from traffic import sender as sender_module
 from traffic.generate import (
     MALFORMED_KINDS,
@@ -33,7 +34,7 @@ from traffic.population import BOT_AGENTS, BROWSER_AGENTS, GeoSample
 from traffic.sender import DeliveryError
 from traffic.truth import GroundTruth, TruthEvent, compute_truth
 
-TEST_DB = Path("/work/shared/testdata/geoip/GeoIP2-City-Test.mmdb")
+TEST_DB = GEO_DB
 TIMEOUT_MS = IngestSettings().session_timeout_ms
 START = 1_779_998_400_000  # an hour boundary (2026-05-28T20:00:00Z)
 NOW = START + 7 * HOUR_MS  # "time of ingest" for the validator: the whole span is recent

@@ -14,8 +14,9 @@ import pytest
 
 from ingest.metrics import IngestMetrics, serve
 from ingest.systemd import Notifier
+from tests.paths import ROOT
 
-UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
+UNITS = ROOT / "deploy" / "systemd"
 
 
 class TestNotifier:

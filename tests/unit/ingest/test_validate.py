@@ -6,7 +6,6 @@ import hashlib
 import inspect
 import json
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +16,13 @@ from clickstream.model import ClickEvent, Reason, Rejection
 from clickstream.settings import IngestSettings
 from ingest import validate
 from ingest.validate import Limits, fingerprint, parse_click
+from tests.paths import ROOT
 
 # 2026-11-22T10:00:00Z
 NOW = 1_795_341_600_000
 DAY = 86_400_000
 DEFAULTS = Limits()
-SCHEMA = Path(__file__).parents[2] / "ingest" / "click.schema.json"
+SCHEMA = ROOT / "ingest" / "click.schema.json"
 BASE: dict[str, Any] = {
     "user_id": "u-1",
     "timestamp": "2026-11-22T09:59:00Z",

@@ -10,8 +10,9 @@ import pytest
 
 from clickstream.errors import ConfigError
 from clickstream.settings import load_settings, redacted, settings_reference
+from tests.paths import ROOT
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = ROOT / "README.md"
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,8 @@ from clickstream.settings import IngestSettings
 from ingest.agent import AgentParser
 from ingest.enrich import Enricher, EnrichError, anonymize_ip
 from ingest.geo import GeoLocator
+from tests.paths import GEO_DIR
 
-GEO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "geoip"
 CITY = GEO_DIR / "GeoIP2-City-Test.mmdb"
 LONDON = Geo("GB", "London", "England", 51.5142, -0.0931)
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"

@@ -11,8 +11,8 @@ import pytest
 
 from clickstream.model import Geo
 from ingest.geo import EnrichError, GeoLocator, database_files, geo_from_record
+from tests.paths import GEO_DIR
 
-GEO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "geoip"
 CITY = GEO_DIR / "GeoIP2-City-Test.mmdb"
 COUNTRY = GEO_DIR / "GeoLite2-Country-Test.mmdb"
 BROKEN_RECORD = GEO_DIR / "GeoIP2-City-Test-Broken-Double-Format.mmdb"
