@@ -36,6 +36,24 @@ from storage.writer import HBaseWriter
 log = structlog.get_logger(__name__)
 
 
+def log_batch(batch: ProcessedBatch, speed: SpeedBatch | None, seconds: float) -> None:
+    """The one summary line of a batch (never one per event): counts, rejections by reason,
+    duration, the offsets it commits and, with the speed layer, what that wrote."""
+    extra: dict[str, int] = {}
+    if speed is not None:
+        extra = {"speed_docs": len(speed.docs), "speed_beyond_horizon": speed.beyond_horizon}
+    log.info(
+        "ingest.batch",
+        messages=batch.messages,
+        rows=len(batch.rows),
+        stored=len(batch.clicks),
+        rejected=dict(batch.rejected),
+        ms=round(seconds * 1000, 1),
+        offsets={f"{t}:{p}": o for (t, p), o in batch.next_offsets.items()},
+        **extra,
+    )
+
+
 class FatalIngestError(ClickstreamError):
     """The daemon cannot go on (e.g. its transactional producer was fenced by another)."""
 
@@ -284,22 +302,10 @@ class IngestLoop:
         self.totals["stored"] += len(batch.clicks)
         self.totals["rejected"] += rejected
         self.totals["batches"] += 1
-        extra: dict[str, int] = {}
         if speed is not None:
             self._metrics.speed_docs.inc(len(speed.docs))
             self._metrics.speed_beyond_horizon.inc(speed.beyond_horizon)
-            extra = {"speed_docs": len(speed.docs), "speed_beyond_horizon": speed.beyond_horizon}
-        # One summary line per batch, never one per event.
-        log.info(
-            "ingest.batch",
-            messages=batch.messages,
-            rows=len(batch.rows),
-            stored=len(batch.clicks),
-            rejected=dict(batch.rejected),
-            ms=round(seconds * 1000, 1),
-            offsets={f"{t}:{p}": o for (t, p), o in batch.next_offsets.items()},
-            **extra,
-        )
+        log_batch(batch, speed, seconds)
         self._notifier.status(
             f"consumed {self.totals['consumed']}, stored "
             f"{self.totals['stored']}, rejected {self.totals['rejected']}"

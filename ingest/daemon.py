@@ -22,7 +22,7 @@ from hbase_schema.late import late_table
 from indexing.client import connect as es_connect
 from ingest.consumer import IngestLoop, LoopConfig
 from ingest.enrich import Enricher
-from ingest.late import LateCutoff
+from ingest.late import LateCutoff, watermark_reader
 from ingest.metrics import IngestMetrics, serve
 from ingest.systemd import Notifier
 from ingest.topics import describe_topics
@@ -93,7 +93,7 @@ def build_loop(
         exit_when_idle_s=exit_when_idle_s,
         session_timeout_ms=ingest.session_timeout_ms,
         late_table=late_table(settings.hbase.table),
-        late_cutoff=LateCutoff(settings.elasticsearch, ingest.session_timeout_ms),
+        late_cutoff=LateCutoff(watermark_reader(settings.elasticsearch), ingest.session_timeout_ms),
         changelog_topic=kafka.speed_changelog_topic,
     )
     return IngestLoop(

@@ -17,20 +17,21 @@ log = structlog.get_logger(__name__)
 
 class LateCutoff:
     """Hours before the returned instant may be in the batch views: the later of the stored
-    watermark (re-read every ``refresh_s``) and the last hour a scheduled run would have done.
+    watermark (re-read every ``refresh_s`` through ``read``) and the last hour a scheduled run
+    would have done.
 
     Erring early is harmless (an hour is recomputed for nothing); missing a processed hour is
-    not, hence the schedule bound when Elasticsearch cannot be read.
+    not, hence the schedule bound when the watermark cannot be read.
     """
 
     def __init__(
         self,
-        settings: ElasticsearchSettings,
+        read: Callable[[], int | None],
         session_timeout_ms: int,
         refresh_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._settings = settings
+        self._read = read
         self._timeout_ms = session_timeout_ms
         self._refresh_s = refresh_s
         self._clock = clock
@@ -43,14 +44,21 @@ class LateCutoff:
         if now - self._read_at >= self._refresh_s:
             self._read_at = now
             try:
-                client = connect(self._settings)
-                try:
-                    self._watermark = read_watermark(
-                        client, self._settings.index_prefix
-                    ).completed_until_ms
-                finally:
-                    client.close()
+                self._watermark = self._read()
             except Exception as exc:  # noqa: BLE001 - keep the last value; the bound still holds
                 log.warning("late.watermark_unreadable", error=str(exc)[:200])
         scheduled = hour_floor(int(now * 1000) - self._timeout_ms)
         return max(scheduled, self._watermark or 0)
+
+
+def watermark_reader(settings: ElasticsearchSettings) -> Callable[[], int | None]:
+    """Reads the batch watermark from Elasticsearch (a client per read: it happens rarely)."""
+
+    def read() -> int | None:
+        client = connect(settings)
+        try:
+            return read_watermark(client, settings.index_prefix).completed_until_ms
+        finally:
+            client.close()
+
+    return read
