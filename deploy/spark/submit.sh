@@ -25,7 +25,7 @@ import sys, zipfile
 from pathlib import Path
 root, target = Path(sys.argv[1]), Path(sys.argv[2])
 with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
-    for package in ("clickstream", "hbase_schema", "storage", "ingest", "indexing", "processing"):
+    for package in ("clickstream", "hbase_schema", "storage", "indexing", "processing"):
         for path in sorted((root / package).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
                 zf.write(path, path.relative_to(root))
