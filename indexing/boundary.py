@@ -8,9 +8,6 @@ template with the new filter so that a speed index created later gets it too. Sp
 whole UTC day lies far enough behind the boundary are then dropped (daily indices are the pruning
 unit: this cluster has no delete-by-query).
 
-It also creates the exact-uniques index (named in indexing/views.py): the batch job's exact
-distinct-user counts per hour at the coarse levels, read by the serving layer by id and
-deliberately kept out of the alias.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from elasticsearch import Elasticsearch
 from clickstream.settings import ElasticsearchSettings
 from clickstream.times import DAY_MS
 from indexing.templates import ensure_batch_index, read_boundary, template_bodies
-from indexing.views import UNIQUES_MAPPINGS, ViewNames, batch_filter, speed_filter, uniques_index
+from indexing.views import ViewNames, batch_filter, speed_filter
 
 log = structlog.get_logger(__name__)
 
@@ -131,14 +128,3 @@ def prune_speed(
     if doomed:
         log.info("boundary.pruned", indices=doomed, boundary=boundary_ms, keep_days=keep_days)
     return doomed
-
-
-def ensure_uniques_index(client: Elasticsearch, settings: ElasticsearchSettings) -> str:
-    """Create the exact-uniques index with its own strict mapping if absent; its name."""
-    index = uniques_index(settings.index_prefix)
-    client.options(ignore_status=400).indices.create(
-        index=index,
-        mappings=UNIQUES_MAPPINGS,
-        settings={"number_of_shards": settings.shards, "number_of_replicas": settings.replicas},
-    )
-    return index

@@ -10,10 +10,12 @@ from elasticsearch import Elasticsearch
 from clickstream.errors import SchemaError
 from clickstream.settings import ElasticsearchSettings
 from indexing.views import (
+    CUBE_MAPPINGS,
     SPEED_PROPERTIES,
     VIEW_PROPERTIES,
     ViewNames,
     boundary_of,
+    cube_index,
     speed_filter,
 )
 
@@ -97,6 +99,18 @@ def ensure_batch_index(client: Elasticsearch, prefix: str) -> str:
     clicks writes no document, and must not leave the index missing (refresh, alias)."""
     index = ViewNames(prefix).batch_index
     client.options(ignore_status=400).indices.create(index=index)
+    return index
+
+
+def ensure_cube_index(client: Elasticsearch, settings: ElasticsearchSettings) -> str:
+    """Create the batch cube's index with its strict mapping if absent; its name. One shard:
+    the rollups are few (levels x buckets), and terms over one shard rank exactly."""
+    index = cube_index(settings.index_prefix)
+    client.options(ignore_status=400).indices.create(
+        index=index,
+        mappings=CUBE_MAPPINGS,
+        settings={"number_of_shards": 1, "number_of_replicas": settings.replicas},
+    )
     return index
 
 

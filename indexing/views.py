@@ -35,20 +35,32 @@ SPEED_PROPERTIES: Final[dict[str, Any]] = {
 #: The fields a reader needs to merge views (``avg_time_spent_ms`` is derived, for Kibana).
 MEASURE_FIELDS: Final = tuple(name for name in VIEW_PROPERTIES if name != "avg_time_spent_ms")
 
-#: Exact-uniques levels: (url, all countries), (all urls, country), (all urls, all countries).
+#: The cube's levels: (url, country), (url, all countries), (all urls, country), (all, all).
+LEVEL_URL_COUNTRY: Final = "url_country"
 LEVEL_URL: Final = "url"
 LEVEL_COUNTRY: Final = "country"
 LEVEL_ALL: Final = "all"
-LEVELS: Final = (LEVEL_URL, LEVEL_COUNTRY, LEVEL_ALL)
+#: The group keys each level keeps (the others are "all").
+LEVEL_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    LEVEL_URL_COUNTRY: ("url", "country"),
+    LEVEL_URL: ("url",),
+    LEVEL_COUNTRY: ("country",),
+    LEVEL_ALL: (),
+}
+#: The levels above (url, country): at hour grain the cube holds these, the (url, country)
+#: hours being the batch views themselves.
+COARSE_LEVELS: Final = (LEVEL_URL, LEVEL_COUNTRY, LEVEL_ALL)
+GRAIN_HOUR: Final = "hour"
+GRAIN_DAY: Final = "day"
 
-UNIQUES_MAPPINGS: Final[dict[str, Any]] = {
+#: Mapping of the batch cube's rollups: the view measures, exact unique users of the bucket, and
+#: which level and grain the document is (url and country are absent where the level is "all").
+CUBE_MAPPINGS: Final[dict[str, Any]] = {
     "dynamic": "strict",
     "properties": {
+        **VIEW_PROPERTIES,
         "level": {"type": "keyword"},
-        "url": {"type": "keyword"},
-        "country": {"type": "keyword"},
-        "start": {"type": "date", "format": "strict_date_optional_time||epoch_millis"},
-        "unique_users": {"type": "long"},
+        "grain": {"type": "keyword"},
     },
 }
 
@@ -85,9 +97,9 @@ class ViewNames:
         return f"{self.prefix}-views"
 
 
-def uniques_index(prefix: str) -> str:
-    """The exact-uniques index (not in the alias: its documents are not views)."""
-    return f"{prefix}-batch-uniques-v1"
+def cube_index(prefix: str) -> str:
+    """The batch cube's rollups (not in the views alias: a reader would count them twice)."""
+    return f"{prefix}-cube-v1"
 
 
 def speed_filter(boundary_ms: int) -> dict[str, Any]:
@@ -125,9 +137,9 @@ def speed_doc_id(partition: int, url: str, country: str, minute_ms: int) -> str:
     return f"p{partition}-{_digest(url, country, minute_ms, length=32)}"
 
 
-def uniques_id(level: str, url: str | None, country: str | None, hour_ms: int) -> str:
-    """The id of one exact-uniques count: a re-run replaces it."""
-    return _digest(level, url or "", country or "", hour_ms, length=40)
+def cube_id(level: str, grain: str, url: str | None, country: str | None, start_ms: int) -> str:
+    """The id of one rollup of the cube: a re-run replaces it."""
+    return _digest(level, grain, url or "", country or "", start_ms, length=40)
 
 
 def view_source(

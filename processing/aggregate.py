@@ -1,4 +1,5 @@
-"""Batch views as Spark transformations: sessionise per user, aggregate per (url, country, hour).
+"""Batch views as Spark transformations: sessionise per user, then aggregate per (url, country,
+hour) and into the cube's rollups (every level, hour and day grain).
 
 Definitions (README, "Metric definitions"): a click is a non-bot event; its time spent is the gap
 to the same user's next non-bot click (ordered by event time, then event id) when that gap is at
@@ -19,7 +20,7 @@ from pyspark.sql.types import (
 )
 
 from clickstream.times import HOUR_MS
-from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL
+from indexing.views import LEVEL_KEYS
 
 #: What the reader yields per stored click: only the columns the views need.
 CLICKS_SCHEMA = StructType(
@@ -40,23 +41,52 @@ def _hour(ts: Column) -> Column:
     return F.floor(ts / HOUR_MS) * HOUR_MS
 
 
-def batch_views(
-    clicks: DataFrame, t0_ms: int, t1_ms: int, session_timeout_ms: int, lg_k: int
-) -> DataFrame:
-    """One row per (url, country, hour) with an event in ``[t0, t1)``: clicks, exact unique
-    users, the users' HLL sketch, time-spent sum and count, average, bot clicks."""
-    in_range = (F.col("ts") >= F.lit(t0_ms)) & (F.col("ts") < F.lit(t1_ms))
+def sessionised(clicks: DataFrame, t0_ms: int, t1_ms: int, session_timeout_ms: int) -> DataFrame:
+    """The clicks of ``[t0, t1)``, each with its ``time_spent`` (ms): the gap to the same user's
+    next human click when at most the session timeout; null for the last click of a session
+    and for bots. ``clicks`` must reach one session timeout past ``t1``."""
     by_user = Window.partitionBy("user_id").orderBy("ts", "event_id")
+    gap = F.lead("ts").over(by_user) - F.col("ts")
+    humans = clicks.filter(~F.col("is_bot")).withColumn(
+        "time_spent", F.when(gap <= F.lit(session_timeout_ms), gap)
+    )
+    bots = clicks.filter(F.col("is_bot")).withColumn("time_spent", F.lit(None).cast(LongType()))
+    in_range = (F.col("ts") >= F.lit(t0_ms)) & (F.col("ts") < F.lit(t1_ms))
+    return humans.unionByName(bots).filter(in_range)
+
+
+def rollups(clicks: DataFrame, grain_ms: int, levels: tuple[str, ...], lg_k: int) -> DataFrame:
+    """The cube's rollups of :func:`sessionised` clicks: one row per (level, bucket of
+    ``grain_ms``, the level's keys) with clicks, bot clicks, exact unique users, the users' HLL
+    sketch, and the time-spent sum and count. One pass: Spark's grouping sets compute every
+    level from the same input. Columns: level, start, url, country (null where the level
+    counts all), and the measures."""
+    human_user = F.when(~F.col("is_bot"), F.col("user_id"))
+    bucketed = clicks.withColumn("start", F.floor(F.col("ts") / grain_ms) * grain_ms)
+    sets = [[F.col("start"), *(F.col(key) for key in LEVEL_KEYS[level])] for level in levels]
+    grouped = bucketed.groupingSets(sets, "start", "url", "country").agg(
+        F.count(F.when(~F.col("is_bot"), 1)).cast("long").alias("clicks"),
+        F.count(F.when(F.col("is_bot"), 1)).cast("long").alias("bot_clicks"),
+        F.countDistinct(human_user).cast("long").alias("unique_users"),
+        F.hll_sketch_agg(human_user, lg_k).alias("users_sketch"),
+        F.coalesce(F.sum("time_spent"), F.lit(0)).cast("long").alias("time_spent_sum_ms"),
+        F.count("time_spent").cast("long").alias("time_spent_count"),
+        F.grouping_id("start", "url", "country").alias("_rolled"),
+    )
+    # grouping_id bits (start, url, country): url rolled up = 2, country = 1; start never is.
+    level = F.lit(None).cast(StringType())
+    for name, keys in LEVEL_KEYS.items():
+        rolled = ("url" not in keys) * 2 + ("country" not in keys) * 1
+        level = F.when(F.col("_rolled") == rolled, F.lit(name)).otherwise(level)
+    return grouped.withColumn("level", level).drop("_rolled")
+
+
+def batch_views(clicks: DataFrame, lg_k: int) -> DataFrame:
+    """One row per (url, country, hour) of :func:`sessionised` clicks: clicks, exact unique
+    users, the users' HLL sketch, time-spent sum and count, bot clicks."""
+    in_range = clicks.withColumn("hour", _hour(F.col("ts")))
     humans = (
-        clicks.filter(~F.col("is_bot"))
-        .withColumn("next_ts", F.lead("ts").over(by_user))
-        .withColumn("gap", F.col("next_ts") - F.col("ts"))
-        .withColumn(
-            "time_spent",
-            F.when(F.col("gap") <= F.lit(session_timeout_ms), F.col("gap")),
-        )
-        .filter(in_range)
-        .withColumn("hour", _hour(F.col("ts")))
+        in_range.filter(~F.col("is_bot"))
         .groupBy(*GROUP)
         .agg(
             F.count(F.lit(1)).alias("clicks"),
@@ -67,10 +97,7 @@ def batch_views(
         )
     )
     bots = (
-        clicks.filter(F.col("is_bot") & in_range)
-        .withColumn("hour", _hour(F.col("ts")))
-        .groupBy(*GROUP)
-        .agg(F.count(F.lit(1)).alias("bot_clicks"))
+        in_range.filter(F.col("is_bot")).groupBy(*GROUP).agg(F.count(F.lit(1)).alias("bot_clicks"))
     )
     views = humans.join(bots, on=GROUP, how="full_outer")
     return views.select(
@@ -81,41 +108,4 @@ def batch_views(
         F.coalesce("time_spent_sum_ms", F.lit(0)).cast("long").alias("time_spent_sum_ms"),
         F.coalesce("time_spent_count", F.lit(0)).cast("long").alias("time_spent_count"),
         F.coalesce("bot_clicks", F.lit(0)).cast("long").alias("bot_clicks"),
-    ).withColumn(
-        "avg_time_spent_ms",
-        F.when(
-            F.col("time_spent_count") > 0, F.col("time_spent_sum_ms") / F.col("time_spent_count")
-        ),
-    )
-
-
-def batch_uniques(clicks: DataFrame, t0_ms: int, t1_ms: int) -> DataFrame:
-    """Exact distinct non-bot users per hour of ``[t0, t1)`` at the coarse levels: (url, all
-    countries), (all urls, country), (all urls, all countries). Columns: level, url (null at
-    the country and all levels), country (null at the url and all levels), hour, unique_users.
-
-    Distinct counts do not add up across groups, so each level is counted from the clicks; the
-    (url, country, hour) level is already exact in the views.
-    """
-    humans = clicks.filter(
-        ~F.col("is_bot") & (F.col("ts") >= F.lit(t0_ms)) & (F.col("ts") < F.lit(t1_ms))
-    ).select("user_id", "url", "country", _hour(F.col("ts")).alias("hour"))
-    null = F.lit(None).cast(StringType())
-
-    def level(name: str, url: Column, country: Column, *keys: str) -> DataFrame:
-        counted = humans.groupBy(*keys, "hour").agg(
-            F.countDistinct("user_id").cast("long").alias("unique_users")
-        )
-        return counted.select(
-            F.lit(name).alias("level"),
-            url.alias("url"),
-            country.alias("country"),
-            "hour",
-            "unique_users",
-        )
-
-    return (
-        level(LEVEL_URL, F.col("url"), null, "url")
-        .unionByName(level(LEVEL_COUNTRY, null, F.col("country"), "country"))
-        .unionByName(level(LEVEL_ALL, null, null))
     )

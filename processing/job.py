@@ -15,20 +15,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from clickstream.errors import ConfigError
 from clickstream.settings import Settings
-from clickstream.times import HOUR_MS, hour_floor, iso, parse_ms
+from clickstream.times import DAY_MS, HOUR_MS, hour_floor, iso, parse_ms
 from hbase_schema.late import hour_of
-from indexing.boundary import ensure_uniques_index, move_boundary, prune_speed
+from indexing.boundary import move_boundary, prune_speed
 from indexing.client import connect
 from indexing.state import advance_watermark, read_watermark, state_index
-from indexing.templates import ensure_batch_index
-from indexing.views import ViewNames, uniques_index
-from processing.aggregate import batch_uniques, batch_views
+from indexing.templates import ensure_batch_index, ensure_cube_index
+from indexing.views import (
+    COARSE_LEVELS,
+    GRAIN_DAY,
+    GRAIN_HOUR,
+    LEVEL_KEYS,
+    ViewNames,
+    cube_index,
+)
+from processing.aggregate import batch_views, rollups, sessionised
 from processing.reader import read_clicks
-from processing.writer import write_uniques, write_views
+from processing.writer import write_rollups, write_views
 from storage import late as late_ledger
 
 log = structlog.get_logger(__name__)
@@ -126,9 +133,10 @@ def run_batch(
     progress: Progress = print,
     chunk_hours: int = 24,
 ) -> BatchResult:
-    """Build and index the views of ``[t0, t1)`` chunk by chunk, advancing the watermark;
-    then recompute the earlier hours that late events touched (the late ledger); then move the
-    time boundary to the watermark and prune the speed indices behind it."""
+    """Build and index the views and hour rollups of ``[t0, t1)`` chunk by chunk, advancing the
+    watermark; then recompute the earlier hours that late events touched (the late ledger);
+    then the day rollups of the completed days either touched; then move the time boundary to
+    the watermark and prune the speed indices behind it."""
     check_range(t0_ms, t1_ms)
     started = time.monotonic()
     es = settings.elasticsearch
@@ -141,7 +149,7 @@ def run_batch(
             index=state_index(es.index_prefix),
             settings={"number_of_shards": 1, "number_of_replicas": es.replicas},
         )
-        ensure_uniques_index(client, es)
+        cube = ensure_cube_index(client, es)
         batch_index = ensure_batch_index(client, es.index_prefix)
         views_total = 0
         watermark: int | None = None
@@ -158,9 +166,16 @@ def run_batch(
             count = _build_and_write(spark, settings, r0, r1)
             views_total += count
             progress(f"late events: recomputed [{iso(r0)}, {iso(r1)}) -> {count} views")
+        # Day rollups need every hour of their day: (re)written once a day is complete, for
+        # the days this run or its late events touched; each re-reads its day from HBase.
+        completed = watermark if watermark is not None else t1_ms
+        touched = set(range(t0_ms, t1_ms, HOUR_MS)) | set(late_hours)
+        for d0, d1 in _day_runs(touched, completed):
+            count = _build_days(spark, settings, d0, d1)
+            progress(f"days: [{iso(d0)}, {iso(d1)}) -> {count} day rollups")
         late_ledger.clear(settings.hbase, done)
         client.indices.refresh(index=batch_index)
-        client.indices.refresh(index=uniques_index(es.index_prefix))
+        client.indices.refresh(index=cube)
         # Only once the views are searchable may readers be switched to them.
         boundary = move_boundary(client, es, watermark if watermark is not None else t1_ms)
         pruned = prune_speed(client, es, boundary, settings.serving.speed_keep_days)
@@ -189,10 +204,10 @@ def run_batch(
     return result
 
 
-def _build_and_write(spark: SparkSession, settings: Settings, t0_ms: int, t1_ms: int) -> int:
-    """Views (and exact coarse uniques) of ``[t0, t1)`` built and indexed; how many views."""
+def _read(spark: SparkSession, settings: Settings, t0_ms: int, t1_ms: int) -> DataFrame:
+    """The clicks of ``[t0, t1)`` with their time spent, kept in memory for several passes.
+    HBase is read one session timeout past the range, so time spent near its end is known."""
     timeout_ms = settings.ingest.session_timeout_ms
-    # Read one session timeout past the range: time spent near its end is known.
     clicks = read_clicks(
         spark,
         settings.hbase,
@@ -201,16 +216,50 @@ def _build_and_write(spark: SparkSession, settings: Settings, t0_ms: int, t1_ms:
         slice_ms=settings.batch.time_slice_hours * HOUR_MS,
         caching=settings.batch.scan_caching,
     )
-    # Humans and bots are aggregated apart from the same input: keep it, or HBase is read twice.
-    clicks = clicks.persist()
-    views = batch_views(clicks, t0_ms, t1_ms, timeout_ms, settings.batch.hll_lg_k).cache()
+    return sessionised(clicks, t0_ms, t1_ms, timeout_ms).persist()
+
+
+def _build_and_write(spark: SparkSession, settings: Settings, t0_ms: int, t1_ms: int) -> int:
+    """The (url, country, hour) views and the hour rollups of the coarser levels of
+    ``[t0, t1)``, built and indexed; how many views."""
+    clicks = _read(spark, settings, t0_ms, t1_ms)
+    lg_k = settings.batch.hll_lg_k
+    views = batch_views(clicks, lg_k).cache()
     es = settings.elasticsearch
     write_views(views, es, ViewNames(es.index_prefix).batch_index)
-    write_uniques(batch_uniques(clicks, t0_ms, t1_ms), es, uniques_index(es.index_prefix))
+    hours = rollups(clicks, HOUR_MS, COARSE_LEVELS, lg_k)
+    write_rollups(hours, es, cube_index(es.index_prefix), GRAIN_HOUR)
     count = views.count()
     views.unpersist()
     clicks.unpersist()
     return count
+
+
+def _build_days(spark: SparkSession, settings: Settings, d0_ms: int, d1_ms: int) -> int:
+    """The day rollups (every level) of the whole days ``[d0, d1)``; how many."""
+    clicks = _read(spark, settings, d0_ms, d1_ms)
+    days = rollups(clicks, DAY_MS, tuple(LEVEL_KEYS), settings.batch.hll_lg_k).cache()
+    es = settings.elasticsearch
+    write_rollups(days, es, cube_index(es.index_prefix), GRAIN_DAY)
+    count = days.count()
+    days.unpersist()
+    clicks.unpersist()
+    return count
+
+
+def _day_runs(hours: set[int], completed_until_ms: int) -> list[tuple[int, int]]:
+    """The whole UTC days holding any of ``hours`` and ending by ``completed_until_ms``,
+    consecutive ones merged into ``[start, end)`` ranges."""
+    days = sorted({hour - hour % DAY_MS for hour in hours})
+    runs: list[tuple[int, int]] = []
+    for day in days:
+        if day + DAY_MS > completed_until_ms:
+            continue
+        if runs and runs[-1][1] == day:
+            runs[-1] = (runs[-1][0], day + DAY_MS)
+        else:
+            runs.append((day, day + DAY_MS))
+    return runs
 
 
 def _runs(hours: list[int]) -> list[tuple[int, int]]:

@@ -1,7 +1,7 @@
 """Writing batch views to Elasticsearch from the executors, in bulk, with deterministic ids.
 
-The id of a view document is a hash of (url, country, hour), that of an exact-uniques document a
-hash of (level, url, country, hour): re-running any range replaces the documents and never
+The id of a view document is a hash of (url, country, hour), that of a rollup of the cube a hash
+of (level, grain, url, country, start): re-running any range replaces the documents and never
 duplicates them. A document that Elasticsearch refuses fails the task (and
 so the job) with the first errors quoted: nothing is dropped silently.
 """
@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, Row
 
 from clickstream.errors import RetriableError
 from clickstream.settings import ElasticsearchSettings
-from indexing.views import uniques_id, view_id, view_source
+from indexing.views import cube_id, view_id, view_source
 
 
 def view_document(row: Row) -> dict[str, Any]:
@@ -34,15 +34,22 @@ def view_document(row: Row) -> dict[str, Any]:
     )
 
 
-def uniques_document(row: Row) -> dict[str, Any]:
-    """The Elasticsearch document of one exact-uniques row (see indexing/boundary.py)."""
-    return {
-        "level": row["level"],
-        "url": row["url"],
-        "country": row["country"],
-        "start": int(row["hour"]),
-        "unique_users": int(row["unique_users"]),
-    }
+def rollup_document(row: Row, grain: str) -> dict[str, Any]:
+    """The Elasticsearch document of one rollup row of the cube (level and grain included)."""
+    sketch = row["users_sketch"]
+    source = view_source(
+        url=row["url"],
+        country=row["country"],
+        start_ms=int(row["start"]),
+        clicks=int(row["clicks"]),
+        bot_clicks=int(row["bot_clicks"]),
+        unique_users=int(row["unique_users"]),
+        users_sketch=bytes(sketch) if sketch is not None else None,
+        time_spent_sum_ms=int(row["time_spent_sum_ms"]),
+        time_spent_count=int(row["time_spent_count"]),
+    )
+    source.update(level=row["level"], grain=grain)
+    return source
 
 
 def _view_action(index: str, row: Row) -> dict[str, Any]:
@@ -54,13 +61,16 @@ def _view_action(index: str, row: Row) -> dict[str, Any]:
     }
 
 
-def _uniques_action(index: str, row: Row) -> dict[str, Any]:
-    return {
-        "_op_type": "index",
-        "_index": index,
-        "_id": uniques_id(row["level"], row["url"], row["country"], int(row["hour"])),
-        "_source": uniques_document(row),
-    }
+def _rollup_action(grain: str) -> Callable[[str, Row], dict[str, Any]]:
+    def action(index: str, row: Row) -> dict[str, Any]:
+        return {
+            "_op_type": "index",
+            "_index": index,
+            "_id": cube_id(row["level"], grain, row["url"], row["country"], int(row["start"])),
+            "_source": rollup_document(row, grain),
+        }
+
+    return action
 
 
 def _write_partition(
@@ -96,6 +106,9 @@ def write_views(views: DataFrame, settings: ElasticsearchSettings, index: str) -
     views.foreachPartition(lambda rows: _write_partition(settings, index, rows))
 
 
-def write_uniques(uniques: DataFrame, settings: ElasticsearchSettings, index: str) -> None:
-    """Index every exact-uniques row into ``index`` from the executors."""
-    uniques.foreachPartition(lambda rows: _write_partition(settings, index, rows, _uniques_action))
+def write_rollups(
+    rollups: DataFrame, settings: ElasticsearchSettings, index: str, grain: str
+) -> None:
+    """Index every rollup row (of one grain) into the cube ``index`` from the executors."""
+    action = _rollup_action(grain)
+    rollups.foreachPartition(lambda rows: _write_partition(settings, index, rows, action))

@@ -3,10 +3,10 @@
 Additive measures (clicks, bot clicks, time-spent sum and count) are summed. Unique users are
 never summed: they come from the union of the documents' HLL sketches (an estimate, with its
 bounds), or, where a stored exact count answers exactly the group's selection, from that count.
-A stored count answers a selection only when the range is one whole hour behind the boundary:
-then the group's documents are that hour's batch views, and the selection is one (url, country)
-view, or one of the exact-uniques levels (url, all countries), (all urls, country), (all urls,
-all countries).
+A stored count answers a selection only when the range is one whole UTC hour or one whole UTC
+day behind the boundary: then the group's documents are that range's batch views, and the
+selection is one (url, country) view (an hour) or one rollup of the batch cube at a level
+(url, country), (url, all countries), (all urls, country) or (all urls, all countries).
 """
 
 from __future__ import annotations
@@ -18,8 +18,16 @@ from typing import Final, Literal
 
 import datasketches
 
-from clickstream.times import HOUR_MS
-from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id
+from clickstream.times import DAY_MS, HOUR_MS
+from indexing.views import (
+    GRAIN_DAY,
+    GRAIN_HOUR,
+    LEVEL_ALL,
+    LEVEL_COUNTRY,
+    LEVEL_URL,
+    LEVEL_URL_COUNTRY,
+    cube_id,
+)
 from serving.errors import ServingError
 from serving.params import MetricsQuery
 
@@ -84,11 +92,11 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class ExactSource:
-    """Where a group's exact unique users are stored: one view, or one exact-uniques doc
-    (neither: the selection has no document in a completed hour, so exactly no user)."""
+    """Where a group's exact unique users are stored: one view, or one rollup of the cube
+    (neither: the selection has no document in a completed range, so exactly no user)."""
 
     view: ViewDoc | None = None
-    uniques_id: str | None = None
+    rollup_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,33 +117,34 @@ def group_key(doc: ViewDoc, group_by: Sequence[str]) -> GroupKey:
     )
 
 
-def is_exact_range(query: MetricsQuery, boundary_ms: int | None) -> bool:
-    """Whether the range is one whole UTC hour wholly behind the boundary."""
-    return (
-        boundary_ms is not None
-        and query.from_ms % HOUR_MS == 0
-        and query.to_ms - query.from_ms == HOUR_MS
-        and query.to_ms <= boundary_ms
-    )
+def exact_grain(query: MetricsQuery, boundary_ms: int | None) -> str | None:
+    """The grain whose one whole bucket the range is, wholly behind the boundary (an hour or a
+    UTC day), or None: only then can a stored exact count answer it."""
+    if boundary_ms is None or query.to_ms > boundary_ms:
+        return None
+    for grain, size in ((GRAIN_HOUR, HOUR_MS), (GRAIN_DAY, DAY_MS)):
+        if query.from_ms % size == 0 and query.to_ms - query.from_ms == size:
+            return grain
+    return None
 
 
 def exact_source(
     query: MetricsQuery, boundary_ms: int | None, key: GroupKey, docs: Sequence[ViewDoc]
 ) -> ExactSource | None:
     """The stored exact count that answers this group's selection, or None (estimate)."""
-    if not is_exact_range(query, boundary_ms):
+    grain = exact_grain(query, boundary_ms)
+    if grain is None:
         return None
     if not docs:
         return ExactSource()
-    if any(doc.layer != "batch" or doc.start_ms != query.from_ms for doc in docs):
+    if any(doc.layer != "batch" or not query.from_ms <= doc.start_ms < query.to_ms for doc in docs):
         return None
-    return _stored_level(query, key, docs)
+    return _stored_level(query, key, docs, grain)
 
 
 def _stored_level(
-    query: MetricsQuery, key: GroupKey, docs: Sequence[ViewDoc]
+    query: MetricsQuery, key: GroupKey, docs: Sequence[ViewDoc], grain: str
 ) -> ExactSource | None:
-    hour = query.from_ms
     every_url = query.url_prefix is None and key[0] is None
     every_country = query.country is None and key[1] is None
     urls = {doc.url for doc in docs}
@@ -147,10 +156,15 @@ def _stored_level(
         level = (LEVEL_COUNTRY, None, next(iter(countries)))
     elif every_country and len(urls) == 1:
         level = (LEVEL_URL, next(iter(urls)), None)
-    elif not every_url and not every_country and len(docs) == 1:
-        return ExactSource(view=docs[0])
+    elif not every_url and not every_country and len(urls) == len(countries) == 1:
+        if grain == GRAIN_HOUR:
+            return ExactSource(view=docs[0])
+        level = (LEVEL_URL_COUNTRY, next(iter(urls)), next(iter(countries)))
     # Otherwise a url prefix matching several urls: no stored level counts that selection.
-    return None if level is None else ExactSource(uniques_id=uniques_id(*level, hour))
+    if level is None:
+        return None
+    name, url, country = level
+    return ExactSource(rollup_id=cube_id(name, grain, url, country, query.from_ms))
 
 
 def select(
@@ -178,9 +192,9 @@ def select(
     return total, groups, len(grouped)
 
 
-def needed_uniques(selections: Iterable[Selection]) -> list[str]:
-    """Ids of the exact-uniques documents the selections need."""
-    ids = {s.exact.uniques_id for s in selections if s.exact and s.exact.uniques_id}
+def needed_rollups(selections: Iterable[Selection]) -> list[str]:
+    """Ids of the cube's rollups whose exact counts the selections need."""
+    ids = {s.exact.rollup_id for s in selections if s.exact and s.exact.rollup_id}
     return sorted(ids)
 
 
@@ -207,18 +221,18 @@ def sketch_estimate(sketches: Iterable[bytes], lg_k: int) -> UniqueUsers:
 def unique_users(selection: Selection, stored: Mapping[str, int], lg_k: int) -> UniqueUsers:
     """The selection's unique users: the stored exact count if it has one, else the estimate."""
     source = selection.exact
-    if source is not None and source.view is None and source.uniques_id is None:
+    if source is not None and source.view is None and source.rollup_id is None:
         return UniqueUsers(0, True, 0, 0, 1.0, "empty")
     if source is not None and source.view is not None:
         value = source.view.unique_users
         return UniqueUsers(value, True, value, value, 1.0, "view")
-    if source is not None and source.uniques_id is not None:
-        found = stored.get(source.uniques_id)
+    if source is not None and source.rollup_id is not None:
+        found = stored.get(source.rollup_id)
         if found is None and not any(doc.clicks for doc in selection.docs):
-            found = 0  # only bot clicks: no human user, hence no exact-uniques document
+            found = 0  # only bot clicks: no human user
         if found is not None:
             return UniqueUsers(found, True, found, found, 1.0, "uniques")
-        # Missing (an hour processed before exact uniques existed): estimate instead.
+        # Missing (a range processed before the cube existed): estimate instead.
     return sketch_estimate((d.sketch for d in selection.docs if d.sketch), lg_k)
 
 

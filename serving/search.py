@@ -18,7 +18,7 @@ from thriftpy2.thrift import TException
 from clickstream.errors import SchemaError
 from clickstream.settings import HBaseSettings
 from clickstream.times import MINUTE_MS
-from indexing.views import MEASURE_FIELDS, ViewNames, uniques_index
+from indexing.views import MEASURE_FIELDS, ViewNames, cube_index
 from serving.errors import BackendUnavailableError, QueryError, TooBroadError
 from serving.merge import ViewDoc
 from serving.params import MetricsQuery
@@ -139,10 +139,10 @@ def too_broad(found: int, limit: int) -> TooBroadError:
 
 
 def exact_uniques(client: Elasticsearch, prefix: str, ids: list[str]) -> dict[str, int]:
-    """Exact-uniques documents by id (absent ones are left out)."""
+    """The exact unique users of the cube's rollups by id (absent ones are left out)."""
     if not ids:
         return {}
-    index = uniques_index(prefix)
+    index = cube_index(prefix)
     response = client.options(ignore_status=404).mget(index=index, ids=ids, source=["unique_users"])
     return {
         doc["_id"]: int(doc["_source"]["unique_users"])

@@ -12,7 +12,7 @@ from indexing.client import connect
 from indexing.templates import read_boundary
 from serving import search
 from serving.answer import Answer, late_events, notes_for
-from serving.merge import Group, metrics, needed_uniques, select
+from serving.merge import Group, metrics, needed_rollups, select
 from serving.params import MetricsQuery
 
 
@@ -61,7 +61,7 @@ class MetricsService(Closeable):
                 raise search.too_broad(count, limit)
             docs = search.fetch_views(self.client, prefix, query, limit) if count else []
             total, selections, group_count = select(query, boundary, docs)
-            stored = search.exact_uniques(self.client, prefix, needed_uniques([total, *selections]))
+            stored = search.exact_uniques(self.client, prefix, needed_rollups([total, *selections]))
             speed_until = search.speed_until(self.client, prefix)
         keys, late_error = search.late_ledger_keys(self._settings.hbase)
         groups = tuple(Group(s.url, s.country, metrics(s, stored, lg_k)) for s in selections)

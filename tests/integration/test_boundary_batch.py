@@ -1,75 +1,136 @@
-"""The batch job's part of the seam, end to end: exact coarse uniques, boundary moved, pruned."""
+"""The batch job's part of the seam, end to end: the cube's rollups (every level, hour and day
+grain) equal the truth, the boundary moves, the speed days behind it are pruned."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
+from elasticsearch.helpers import scan
 from pyspark.sql import SparkSession
 
-from clickstream.settings import Settings
-from clickstream.times import HOUR_MS
+from clickstream.settings import IngestSettings, Settings
+from clickstream.times import DAY_MS, HOUR_MS
 from indexing.boundary import speed_indices
 from indexing.templates import read_boundary
-from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id, uniques_index
+from indexing.views import (
+    COARSE_LEVELS,
+    GRAIN_DAY,
+    GRAIN_HOUR,
+    LEVEL_KEYS,
+    cube_id,
+    cube_index,
+)
 from processing.job import run_batch
-from processing.reader import read_clicks
-from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms
-from traffic.generate import publish
+from tests.integration.helpers import Spawn
+from tests.paths import GEO_DB
+from traffic.generate import Traffic, TrafficSpec, generate, publish
+from traffic.population import GeoSample
+from traffic.truth import GroupTruth
 
 pytestmark = pytest.mark.integration
 
+Measures = tuple[int, int, int, int, int]
 
-def expected_uniques(spark: SparkSession, settings: Settings, t0: int, t1: int) -> dict[str, int]:
-    """Exact distinct non-bot users per level and hour, counted in Python from the stored rows."""
-    rows = read_clicks(spark, settings.hbase, t0, t1, slice_ms=HOUR_MS, caching=1000).collect()
+
+def day_of_traffic(now_ms: int, events: int, seed: int) -> tuple[int, Traffic]:
+    """Generated traffic spread over the whole UTC day before yesterday (complete, and well
+    inside the accepted event age)."""
+    day = now_ms - now_ms % DAY_MS - 2 * DAY_MS
+    spec = TrafficSpec(
+        start_ms=day,
+        session_timeout_ms=IngestSettings().session_timeout_ms,
+        events=events,
+        hours=24,
+        late_share=0,  # late deliveries land past the day's end
+    )
+    return day, generate(spec, seed=seed, geo=GeoSample.from_mmdb([GEO_DB], seed=seed))
+
+
+def expected_cube(groups: list[GroupTruth]) -> dict[str, Measures]:
+    """Rollup id -> (clicks, bot clicks, unique users, time-spent sum, count), from the truth:
+    sums add up, users are a union of each group's distinct users."""
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     users: dict[str, set[str]] = defaultdict(set)
-    for row in rows:
-        if row["is_bot"]:
-            continue
-        hour = row["ts"] // HOUR_MS * HOUR_MS
-        users[uniques_id(LEVEL_URL, row["url"], None, hour)].add(row["user_id"])
-        users[uniques_id(LEVEL_COUNTRY, None, row["country"], hour)].add(row["user_id"])
-        users[uniques_id(LEVEL_ALL, None, None, hour)].add(row["user_id"])
-    return {key: len(ids) for key, ids in users.items()}
+    for group in groups:
+        assert group.users is not None
+        for grain, size, levels in (
+            (GRAIN_HOUR, HOUR_MS, COARSE_LEVELS),
+            (GRAIN_DAY, DAY_MS, tuple(LEVEL_KEYS)),
+        ):
+            start = group.hour_ms - group.hour_ms % size
+            for level in levels:
+                keys = LEVEL_KEYS[level]
+                url = group.url if "url" in keys else None
+                country = group.country if "country" in keys else None
+                rollup = cube_id(level, grain, url, country, start)
+                row = sums[rollup]
+                row[0] += group.clicks
+                row[1] += group.bot_clicks
+                row[2] += group.time_spent_sum_ms
+                row[3] += group.time_spent_count
+                users[rollup] |= group.users
+    return {key: (row[0], row[1], len(users[key]), row[2], row[3]) for key, row in sums.items()}
 
 
-def test_batch_writes_exact_uniques_moves_the_boundary_and_prunes(
+def stored_cube(client: Elasticsearch, index: str) -> dict[str, dict[str, Any]]:
+    """Every rollup document by id."""
+    client.indices.refresh(index=index)
+    return {
+        hit["_id"]: hit["_source"]
+        for hit in scan(client, index=index, query={"query": {"match_all": {}}})
+    }
+
+
+def test_batch_writes_the_cube_moves_the_boundary_and_prunes(
     pipeline: Settings, spawn: Spawn, views: Elasticsearch, spark: SparkSession
 ) -> None:
-    """Every coarse-level count equals the distinct users of the stored rows; the boundary is
-    the watermark; a speed day far behind it is dropped; a re-run replaces, never adds."""
-    traffic = make_traffic(events=1500, seed=41, hours=2)
+    """Every rollup (coarse levels per hour; every level per day) equals the truth, exact
+    unique users included; the boundary is the watermark; a speed day far behind it is
+    dropped; the cube stays out of the readers' alias (ids are deterministic, so a re-run
+    replaces: tests/unit/indexing/test_boundary.py)."""
+    now = int(time.time() * 1000)
+    day, traffic = day_of_traffic(now, events=3000, seed=41)
     publish(traffic, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
     spawn("u", "--exit-when-idle", "3").finish()
     prefix = pipeline.elasticsearch.index_prefix
     old_day = f"{prefix}-speed-2020.01.01"
     views.index(index=old_day, document={"url": "x", "country": "ZZ", "start": 1577880000000})
 
-    t0 = traffic_start_ms()
-    t1 = t0 + 2 * HOUR_MS
-    result = run_batch(spark, pipeline, t0, t1, progress=lambda _: None)
+    lines: list[str] = []
+    # A day of 3,000 events: 6-hour scans keep the Spark tasks few (16 buckets x 5 slices).
+    batch = pipeline.batch.model_copy(update={"time_slice_hours": 6})
+    settings = pipeline.model_copy(update={"batch": batch})
+    result = run_batch(spark, settings, day, day + DAY_MS, progress=lines.append)
+    assert any(line.startswith("days: ") for line in lines)
 
-    index = uniques_index(prefix)
-    hits = views.search(index=index, size=10_000, query={"match_all": {}})["hits"]["hits"]
-    stored = {hit["_id"]: hit["_source"] for hit in hits}
-    truth = expected_uniques(spark, pipeline, t0, t1)
-    assert {key: doc["unique_users"] for key, doc in stored.items()} == truth
-    levels = {doc["level"] for doc in stored.values()}
-    assert levels == {LEVEL_URL, LEVEL_COUNTRY, LEVEL_ALL}
-    assert all(
-        (doc["url"] is None) == (doc["level"] != LEVEL_URL)
-        and (doc["country"] is None) == (doc["level"] != LEVEL_COUNTRY)
-        for doc in stored.values()
-    )
-    assert sum(doc["level"] == LEVEL_ALL for doc in stored.values()) == 2  # one per hour
+    index = cube_index(prefix)
+    stored = stored_cube(views, index)
+    truth = expected_cube(list(traffic.truth.groups))
+    measured = {
+        key: (
+            doc["clicks"],
+            doc["bot_clicks"],
+            doc["unique_users"],
+            doc["time_spent_sum_ms"],
+            doc["time_spent_count"],
+        )
+        for key, doc in stored.items()
+    }
+    assert measured == truth
+    for doc in stored.values():
+        keys = LEVEL_KEYS[doc["level"]]
+        assert (doc.get("url") is None) == ("url" not in keys)
+        assert (doc.get("country") is None) == ("country" not in keys)
+    day_all = stored[cube_id("all", GRAIN_DAY, None, None, day)]
+    assert day_all["clicks"] == traffic.truth.summary.clicks
 
-    assert result.boundary_ms == t1
-    assert read_boundary(views, prefix) == t1
+    assert result.boundary_ms == day + DAY_MS
+    assert read_boundary(views, prefix) == day + DAY_MS
     assert old_day in result.pruned
     assert old_day not in speed_indices(views, prefix)
     assert not views.indices.exists_alias(name=f"{prefix}-views", index=index)
-
-    run_batch(spark, pipeline, t0, t1, progress=lambda _: None)
-    assert views.count(index=index)["count"] == len(truth)
+    assert views.count(index=index)["count"] == len(truth)  # nothing besides the rollups

@@ -19,9 +19,9 @@ from elasticsearch import Elasticsearch
 
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS
-from indexing.boundary import ensure_uniques_index, move_boundary
+from indexing.boundary import move_boundary
 from indexing.client import connect
-from indexing.templates import create_templates, drop_views
+from indexing.templates import create_templates, drop_views, ensure_cube_index
 from indexing.views import ViewNames
 from tests.kibana import FIELD_TYPES, SavedObject, by_type, lens_layers, parse_ndjson
 from tests.paths import ROOT
@@ -110,15 +110,17 @@ def views(settings: Settings) -> Iterator[Views]:
             for i, doc in enumerate(docs):
                 es.index(index=index, id=str(i), document=doc)
             es.indices.refresh(index=index)
-        # Exact uniques live beside the views, out of the alias: they must not reach a chart.
-        uniques = ensure_uniques_index(es, settings.elasticsearch)
+        # The cube lives beside the views, out of the alias: its rollups must not reach a chart.
+        cube = ensure_cube_index(es, settings.elasticsearch)
         es.index(
-            index=uniques,
+            index=cube,
             id="u",
             document={
                 "level": "url",
+                "grain": "hour",
                 "url": A,
                 "start": _ms(BOUNDARY) - HOUR_MS,
+                "clicks": 1000,
                 "unique_users": 9,
             },
             refresh=True,

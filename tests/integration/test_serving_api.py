@@ -32,10 +32,10 @@ from hypothesis import strategies as st
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS, MINUTE_MS
 from hbase_schema.late import LATE_COLUMN, late_table
-from indexing.boundary import ensure_uniques_index, move_boundary
+from indexing.boundary import move_boundary
 from indexing.client import connect
-from indexing.templates import create_templates, drop_views
-from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, ViewNames, uniques_id, uniques_index
+from indexing.templates import create_templates, drop_views, ensure_cube_index
+from indexing.views import GRAIN_HOUR, LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, ViewNames, cube_id
 from serving.api import create_app
 from storage.admin import drop_tables
 from storage.connection import connect as hbase_connect
@@ -102,13 +102,13 @@ HIDDEN = Doc(A, "DE", H + HOUR_MS + 5 * MINUTE_MS, 100, tuple(users("x", 50)))
 
 
 def exact_counts() -> dict[str, int]:
-    """The exact-uniques documents the batch job would write for BATCH."""
+    """The exact unique users of the hour rollups the batch job would write for BATCH."""
     sets: dict[str, set[str]] = {}
     for doc in BATCH:
         for key in (
-            uniques_id(LEVEL_URL, doc.url, None, doc.start),
-            uniques_id(LEVEL_COUNTRY, None, doc.country, doc.start),
-            uniques_id(LEVEL_ALL, None, None, doc.start),
+            cube_id(LEVEL_URL, GRAIN_HOUR, doc.url, None, doc.start),
+            cube_id(LEVEL_COUNTRY, GRAIN_HOUR, None, doc.country, doc.start),
+            cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, doc.start),
         ):
             sets.setdefault(key, set()).update(doc.members)
     return {key: len(members) for key, members in sets.items()}
@@ -119,15 +119,15 @@ def speed_index(prefix: str, start: int) -> str:
 
 
 def index_all(client: Elasticsearch, settings: Settings) -> None:
-    """BATCH, the exact uniques, SPEED and HIDDEN; then the boundary moved between them."""
+    """BATCH, its hour rollups' exact counts, SPEED and HIDDEN; then the boundary moved."""
     es = settings.elasticsearch
     prefix = es.index_prefix
     for doc in BATCH:
         client.index(index=ViewNames(prefix).batch_index, document=doc.source())
-    ensure_uniques_index(client, es)
+    cube = ensure_cube_index(client, es)
     for doc_id, count in exact_counts().items():
-        level_doc = {"level": "x", "url": None, "country": None, "start": H, "unique_users": count}
-        client.index(index=uniques_index(prefix), id=doc_id, document=level_doc)
+        rollup = {"level": "x", "grain": GRAIN_HOUR, "start": H, "unique_users": count}
+        client.index(index=cube, id=doc_id, document=rollup)
     for doc in [*SPEED, HIDDEN]:
         speed = {**doc.source(), "partition": 0, "last_offset": 7}
         client.index(index=speed_index(prefix, doc.start), document=speed)

@@ -8,14 +8,17 @@ from clickstream.settings import ElasticsearchSettings
 from indexing.boundary import alias_actions, indices_to_prune, speed_index_day
 from indexing.templates import template_bodies
 from indexing.views import (
+    GRAIN_DAY,
+    GRAIN_HOUR,
     LEVEL_ALL,
     LEVEL_COUNTRY,
     LEVEL_URL,
+    LEVEL_URL_COUNTRY,
     batch_filter,
     boundary_of,
+    cube_id,
+    cube_index,
     speed_filter,
-    uniques_id,
-    uniques_index,
 )
 
 
@@ -130,19 +133,24 @@ class TestPrune:
         assert indices_to_prune("p", names, BOUNDARY, 0) == []
 
 
-class TestUniques:
+class TestCube:
     def test_index_is_outside_the_alias_pattern(self) -> None:
-        """The exact-uniques index is its own name, not a view index."""
-        assert uniques_index("p") == "p-batch-uniques-v1"
+        """The cube is its own index, not a view index: the alias never counts it twice."""
+        assert cube_index("p") == "p-cube-v1"
+        assert not cube_index("p").startswith(("p-batch-", "p-speed-"))
 
-    def test_ids_are_deterministic_and_distinct_per_level(self) -> None:
-        """Same key, same id; a url and a country spelt alike at different levels differ."""
-        hour = ms("2026-11-22T10:00:00")
-        assert uniques_id(LEVEL_URL, "u", None, hour) == uniques_id(LEVEL_URL, "u", None, hour)
+    def test_ids_are_deterministic_and_distinct_per_level_and_grain(self) -> None:
+        """Same key, same id; a url and a country spelt alike at different levels differ, and
+        the hour and the day starting at the same instant differ."""
+        hour = ms("2026-11-22T00:00:00")
+        same = cube_id(LEVEL_URL, GRAIN_HOUR, "u", None, hour)
+        assert same == cube_id(LEVEL_URL, GRAIN_HOUR, "u", None, hour)
         ids = {
-            uniques_id(LEVEL_URL, "DE", None, hour),
-            uniques_id(LEVEL_COUNTRY, None, "DE", hour),
-            uniques_id(LEVEL_ALL, None, None, hour),
-            uniques_id(LEVEL_ALL, None, None, hour + 3_600_000),
+            cube_id(LEVEL_URL, GRAIN_HOUR, "DE", None, hour),
+            cube_id(LEVEL_COUNTRY, GRAIN_HOUR, None, "DE", hour),
+            cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, hour),
+            cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, hour + 3_600_000),
+            cube_id(LEVEL_ALL, GRAIN_DAY, None, None, hour),
+            cube_id(LEVEL_URL_COUNTRY, GRAIN_DAY, "DE", "DE", hour),
         }
-        assert len(ids) == 4
+        assert len(ids) == 6

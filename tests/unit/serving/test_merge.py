@@ -12,8 +12,16 @@ from collections.abc import Iterable
 import datasketches
 import pytest
 
-from clickstream.times import HOUR_MS
-from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, uniques_id
+from clickstream.times import DAY_MS, HOUR_MS
+from indexing.views import (
+    GRAIN_DAY,
+    GRAIN_HOUR,
+    LEVEL_ALL,
+    LEVEL_COUNTRY,
+    LEVEL_URL,
+    LEVEL_URL_COUNTRY,
+    cube_id,
+)
 from serving.answer import Answer, LateEvents, answer_dict, late_events, notes_for
 from serving.errors import ServingError
 from serving.merge import (
@@ -24,7 +32,7 @@ from serving.merge import (
     ViewDoc,
     exact_source,
     metrics,
-    needed_uniques,
+    needed_rollups,
     select,
     sketch_estimate,
 )
@@ -133,19 +141,21 @@ class TestExactness:
             (1, True, "view"),
         ]
 
-    def test_levels_come_from_the_uniques_index(self) -> None:
+    def test_levels_come_from_the_cube(self) -> None:
         """(url, *), (*, country), (*, *) map to the stored level's id."""
         docs = [doc(), doc(country="FR"), doc(url=B)]
         boundary = H + HOUR_MS
         by_url = select(hour(group_by=("url",)), boundary, docs)[1]
-        assert by_url[0].exact == ExactSource(uniques_id=uniques_id(LEVEL_URL, A, None, H))
+        assert by_url[0].exact == ExactSource(rollup_id=cube_id(LEVEL_URL, GRAIN_HOUR, A, None, H))
         by_country = select(hour(group_by=("country",)), boundary, docs)[1]
         assert by_country[0].exact == ExactSource(
-            uniques_id=uniques_id(LEVEL_COUNTRY, None, "DE", H)
+            rollup_id=cube_id(LEVEL_COUNTRY, GRAIN_HOUR, None, "DE", H)
         )
         everything = total(hour(), boundary, docs)
-        assert everything.exact == ExactSource(uniques_id=uniques_id(LEVEL_ALL, None, None, H))
-        stored = {uniques_id(LEVEL_ALL, None, None, H): 41}
+        assert everything.exact == ExactSource(
+            rollup_id=cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, H)
+        )
+        stored = {cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, H): 41}
         users = metrics(everything, stored, LG_K).unique_users
         assert (users.value, users.exact, users.lower_bound, users.upper_bound) == (
             41,
@@ -159,7 +169,9 @@ class TestExactness:
         grouped by url is one view."""
         docs = [doc(), doc(url=B)]
         filtered = total(hour(country="DE"), H + HOUR_MS, docs)
-        assert filtered.exact == ExactSource(uniques_id=uniques_id(LEVEL_COUNTRY, None, "DE", H))
+        assert filtered.exact == ExactSource(
+            rollup_id=cube_id(LEVEL_COUNTRY, GRAIN_HOUR, None, "DE", H)
+        )
         groups = select(hour(country="DE", group_by=("url",)), H + HOUR_MS, docs)[1]
         assert all(g.exact is not None and g.exact.view is not None for g in groups)
 
@@ -167,7 +179,7 @@ class TestExactness:
         """All countries of one url: (url, *)."""
         docs = [doc(), doc(country="FR")]
         chosen = total(hour(url_prefix="https://a."), H + HOUR_MS, docs)
-        assert chosen.exact == ExactSource(uniques_id=uniques_id(LEVEL_URL, A, None, H))
+        assert chosen.exact == ExactSource(rollup_id=cube_id(LEVEL_URL, GRAIN_HOUR, A, None, H))
 
     @pytest.mark.parametrize(
         ("query", "boundary"),
@@ -183,6 +195,38 @@ class TestExactness:
         """Anything else: no stored count answers the selection."""
         docs = [doc(), doc(url=B)]
         assert total(query, boundary, docs).exact is None
+
+    def test_a_whole_day_behind_the_boundary_is_exact_at_every_level(self) -> None:
+        """One UTC day: the total, a country and one (url, country) read the day rollups."""
+        day = H - H % DAY_MS
+        docs = [doc(start=day + h * HOUR_MS) for h in range(24)] + [doc(start=day, url=B)]
+        query = MetricsQuery(day, day + DAY_MS)
+        boundary = day + DAY_MS + HOUR_MS
+        assert total(query, boundary, docs).exact == ExactSource(
+            rollup_id=cube_id(LEVEL_ALL, GRAIN_DAY, None, None, day)
+        )
+        grouped = MetricsQuery(day, day + DAY_MS, group_by=("url", "country"))
+        first = select(grouped, boundary, docs)[1][0]
+        assert (first.url, len(first.docs)) == (A, 24)
+        assert first.exact == ExactSource(
+            rollup_id=cube_id(LEVEL_URL_COUNTRY, GRAIN_DAY, A, "DE", day)
+        )
+        stored = {cube_id(LEVEL_URL_COUNTRY, GRAIN_DAY, A, "DE", day): 17}
+        users = metrics(first, stored, LG_K).unique_users
+        assert (users.value, users.exact, users.source) == (17, True, "uniques")
+
+    @pytest.mark.parametrize(
+        ("hours", "offset_ms"),
+        [(48, 0), (24, HOUR_MS), (23, 0)],
+    )
+    def test_two_days_or_a_day_not_on_midnight_are_estimates(
+        self, hours: int, offset_ms: int
+    ) -> None:
+        """Only one whole UTC day has a stored count."""
+        day = H - H % DAY_MS + offset_ms
+        query = MetricsQuery(day, day + hours * HOUR_MS)
+        docs = [doc(start=day)]
+        assert total(query, day + 3 * DAY_MS, docs).exact is None
 
     def test_speed_docs_are_never_exact(self) -> None:
         """A minute doc in the group means the group is not an hour's batch view."""
@@ -218,12 +262,15 @@ class TestGrouping:
         everything, groups, count = select(hour(), None, [doc(), doc(url=B)])
         assert (groups, count, len(everything.docs)) == ([], 0, 2)
 
-    def test_needed_uniques_are_deduplicated(self) -> None:
+    def test_needed_rollups_are_deduplicated(self) -> None:
         """One mget id per distinct stored count."""
         docs = [doc(), doc(url=B)]
         everything, groups, _ = select(hour(group_by=("country",)), H + HOUR_MS, docs)
-        assert needed_uniques([everything, *groups]) == sorted(
-            {uniques_id(LEVEL_ALL, None, None, H), uniques_id(LEVEL_COUNTRY, None, "DE", H)}
+        assert needed_rollups([everything, *groups]) == sorted(
+            {
+                cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, H),
+                cube_id(LEVEL_COUNTRY, GRAIN_HOUR, None, "DE", H),
+            }
         )
 
 
@@ -231,7 +278,7 @@ def answer() -> Answer:
     query = MetricsQuery(H, H + HOUR_MS, group_by=("url", "country"))
     docs = [doc(clicks=2, spent=(500, 1), users=["a", "b"]), doc(url=B, clicks=1, users=["c"])]
     everything, selections, count = select(query, H + HOUR_MS, docs)
-    stored = {uniques_id(LEVEL_ALL, None, None, H): 3}
+    stored = {cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, H): 3}
     groups = tuple(Group(s.url, s.country, metrics(s, stored, LG_K)) for s in selections)
     late = LateEvents(7, 2)
     return Answer(
