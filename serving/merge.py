@@ -12,7 +12,7 @@ selection is one (url, country) view (an hour) or one rollup of the batch cube a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -22,11 +22,6 @@ from clickstream.times import DAY_MS, HOUR_MS
 from indexing.views import (
     GRAIN_DAY,
     GRAIN_HOUR,
-    LEVEL_ALL,
-    LEVEL_COUNTRY,
-    LEVEL_URL,
-    LEVEL_URL_COUNTRY,
-    cube_id,
 )
 from serving.errors import ServingError
 from serving.params import MetricsQuery
@@ -35,18 +30,21 @@ from serving.params import MetricsQuery
 STD_DEVS: Final = 2
 CONFIDENCE: Final = 0.9545
 
-Layer = Literal["batch", "speed"]
+#: batch: a (url, country, hour) view; cube: a rollup of the batch cube; speed: a minute view.
+Layer = Literal["batch", "cube", "speed"]
 GroupKey = tuple[str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
 class ViewDoc:
-    """One view document as the serving layer reads it (batch: an hour; speed: a minute)."""
+    """One document as the serving layer reads it: a view (batch: an hour; speed: a minute) or a
+    rollup of the cube (an hour or a day; url or country None where the level counts all)."""
 
     layer: Layer
-    url: str
-    country: str
+    url: str | None
+    country: str | None
     start_ms: int
+    span_ms: int
     clicks: int
     bot_clicks: int
     unique_users: int
@@ -92,11 +90,10 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class ExactSource:
-    """Where a group's exact unique users are stored: one view, or one rollup of the cube
-    (neither: the selection has no document in a completed range, so exactly no user)."""
+    """Where a group's exact unique users are stored: one batch view or rollup of the cube
+    whose bucket is the whole range (none: no document in a completed range, so no user)."""
 
     view: ViewDoc | None = None
-    rollup_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,40 +128,23 @@ def exact_grain(query: MetricsQuery, boundary_ms: int | None) -> str | None:
 def exact_source(
     query: MetricsQuery, boundary_ms: int | None, key: GroupKey, docs: Sequence[ViewDoc]
 ) -> ExactSource | None:
-    """The stored exact count that answers this group's selection, or None (estimate)."""
-    grain = exact_grain(query, boundary_ms)
-    if grain is None:
+    """The stored exact count that answers this group's selection, or None (estimate).
+
+    The planner reads the level that keeps exactly the keys the query filters or groups by, so
+    a group made of one stored document whose bucket is the whole range is counted by it. More
+    than one (a url prefix matching several urls) or a speed view: an estimate.
+    """
+    if exact_grain(query, boundary_ms) is None:
         return None
     if not docs:
         return ExactSource()
-    if any(doc.layer != "batch" or not query.from_ms <= doc.start_ms < query.to_ms for doc in docs):
+    if len(docs) != 1:
         return None
-    return _stored_level(query, key, docs, grain)
-
-
-def _stored_level(
-    query: MetricsQuery, key: GroupKey, docs: Sequence[ViewDoc], grain: str
-) -> ExactSource | None:
-    every_url = query.url_prefix is None and key[0] is None
-    every_country = query.country is None and key[1] is None
-    urls = {doc.url for doc in docs}
-    countries = {doc.country for doc in docs}
-    level: tuple[str, str | None, str | None] | None = None
-    if every_url and every_country:
-        level = (LEVEL_ALL, None, None)
-    elif every_url and len(countries) == 1:
-        level = (LEVEL_COUNTRY, None, next(iter(countries)))
-    elif every_country and len(urls) == 1:
-        level = (LEVEL_URL, next(iter(urls)), None)
-    elif not every_url and not every_country and len(urls) == len(countries) == 1:
-        if grain == GRAIN_HOUR:
-            return ExactSource(view=docs[0])
-        level = (LEVEL_URL_COUNTRY, next(iter(urls)), next(iter(countries)))
-    # Otherwise a url prefix matching several urls: no stored level counts that selection.
-    if level is None:
-        return None
-    name, url, country = level
-    return ExactSource(rollup_id=cube_id(name, grain, url, country, query.from_ms))
+    (doc,) = docs
+    stored = doc.layer in ("batch", "cube")
+    if stored and doc.start_ms == query.from_ms and doc.span_ms == query.to_ms - query.from_ms:
+        return ExactSource(view=doc)
+    return None
 
 
 def select(
@@ -192,12 +172,6 @@ def select(
     return total, groups, len(grouped)
 
 
-def needed_rollups(selections: Iterable[Selection]) -> list[str]:
-    """Ids of the cube's rollups whose exact counts the selections need."""
-    ids = {s.exact.rollup_id for s in selections if s.exact and s.exact.rollup_id}
-    return sorted(ids)
-
-
 def sketch_estimate(sketches: Iterable[bytes], lg_k: int) -> UniqueUsers:
     """Distinct users of the union of HLL sketches: estimate and bounds at two std devs."""
     union = datasketches.hll_union(lg_k)
@@ -218,25 +192,19 @@ def sketch_estimate(sketches: Iterable[bytes], lg_k: int) -> UniqueUsers:
     return UniqueUsers(value, False, lower, upper, CONFIDENCE, "sketch")
 
 
-def unique_users(selection: Selection, stored: Mapping[str, int], lg_k: int) -> UniqueUsers:
+def unique_users(selection: Selection, lg_k: int) -> UniqueUsers:
     """The selection's unique users: the stored exact count if it has one, else the estimate."""
     source = selection.exact
-    if source is not None and source.view is None and source.rollup_id is None:
+    if source is not None and source.view is None:
         return UniqueUsers(0, True, 0, 0, 1.0, "empty")
     if source is not None and source.view is not None:
         value = source.view.unique_users
-        return UniqueUsers(value, True, value, value, 1.0, "view")
-    if source is not None and source.rollup_id is not None:
-        found = stored.get(source.rollup_id)
-        if found is None and not any(doc.clicks for doc in selection.docs):
-            found = 0  # only bot clicks: no human user
-        if found is not None:
-            return UniqueUsers(found, True, found, found, 1.0, "uniques")
-        # Missing (a range processed before the cube existed): estimate instead.
+        origin: Literal["view", "uniques"] = "view" if source.view.layer == "batch" else "uniques"
+        return UniqueUsers(value, True, value, value, 1.0, origin)
     return sketch_estimate((d.sketch for d in selection.docs if d.sketch), lg_k)
 
 
-def metrics(selection: Selection, stored: Mapping[str, int], lg_k: int) -> Metrics:
+def metrics(selection: Selection, lg_k: int) -> Metrics:
     """The merged measures of one selection."""
     docs = selection.docs
     clicks = sum(d.clicks for d in docs)
@@ -249,6 +217,6 @@ def metrics(selection: Selection, stored: Mapping[str, int], lg_k: int) -> Metri
         time_spent_count=spent_count,
         clicks_without_time_spent=clicks - spent_count,
         avg_time_spent_ms=spent_sum / spent_count if spent_count else None,
-        unique_users=unique_users(selection, stored, lg_k),
+        unique_users=unique_users(selection, lg_k),
         documents=len(docs),
     )

@@ -17,24 +17,50 @@ from thriftpy2.thrift import TException
 
 from clickstream.errors import SchemaError
 from clickstream.settings import HBaseSettings
-from clickstream.times import MINUTE_MS
-from indexing.views import MEASURE_FIELDS, ViewNames, cube_index
+from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS
+from indexing.views import (
+    GRAIN_DAY,
+    GRAIN_HOUR,
+    LEVEL_URL_COUNTRY,
+    MEASURE_FIELDS,
+    ViewNames,
+    cube_index,
+)
 from serving.errors import BackendUnavailableError, QueryError, TooBroadError
-from serving.merge import ViewDoc
+from serving.merge import Layer, ViewDoc
 from serving.params import MetricsQuery
+from serving.plan import Plan, Span
 from storage import late as late_ledger
 
-SOURCE_FIELDS: Final = list(MEASURE_FIELDS)
+SOURCE_FIELDS: Final = [*MEASURE_FIELDS, "grain"]
 PAGE_SIZE: Final = 5000
 KEEP_ALIVE: Final = "1m"
 _UNAVAILABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 
 
-def filter_query(query: MetricsQuery) -> dict[str, Any]:
-    """The Elasticsearch query of a selection: a bool filter of range, prefix and term."""
+def filter_query(
+    query: MetricsQuery,
+    spans: tuple[Span, ...] | None = None,
+    rollup: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Elasticsearch query of a selection: a bool filter of range, prefix and term clauses.
+    ``spans`` replace the query's range (any of them matches); ``rollup`` = (level, grain)
+    selects the cube's documents of one level and grain."""
+    ranges = spans if spans is not None else ((query.from_ms, query.to_ms),)
     clauses: list[dict[str, Any]] = [
-        {"range": {"start": {"gte": query.from_ms, "lt": query.to_ms, "format": "epoch_millis"}}}
+        {
+            "bool": {
+                "should": [
+                    {"range": {"start": {"gte": lo, "lt": hi, "format": "epoch_millis"}}}
+                    for lo, hi in ranges
+                ],
+                "minimum_should_match": 1,
+            }
+        }
     ]
+    if rollup is not None:
+        clauses.append({"term": {"level": {"value": rollup[0]}}})
+        clauses.append({"term": {"grain": {"value": rollup[1]}}})
     if query.url_prefix is not None:
         clauses.append({"prefix": {"url": {"value": query.url_prefix}}})
     if query.country is not None:
@@ -42,15 +68,24 @@ def filter_query(query: MetricsQuery) -> dict[str, Any]:
     return {"bool": {"filter": clauses}}
 
 
-def view_doc(hit: dict[str, Any], batch_index: str) -> ViewDoc:
-    """A search hit as a :class:`ViewDoc` (the layer from the index it came from)."""
+def view_doc(hit: dict[str, Any], prefix: str) -> ViewDoc:
+    """A search hit as a :class:`ViewDoc` (its layer and span from the index it came from)."""
     source = hit["_source"]
     sketch = source.get("users_sketch")
+    index = hit["_index"]
+    layer: Layer
+    if index == ViewNames(prefix).batch_index:
+        layer, span = "batch", HOUR_MS
+    elif index == cube_index(prefix):
+        layer, span = "cube", DAY_MS if source.get("grain") == GRAIN_DAY else HOUR_MS
+    else:
+        layer, span = "speed", MINUTE_MS
     return ViewDoc(
-        layer="batch" if hit["_index"] == batch_index else "speed",
-        url=source["url"],
-        country=source["country"],
+        layer=layer,
+        url=source.get("url"),
+        country=source.get("country"),
         start_ms=int(source["start"]),
+        span_ms=span,
         clicks=int(source.get("clicks") or 0),
         bot_clicks=int(source.get("bot_clicks") or 0),
         unique_users=int(source.get("unique_users") or 0),
@@ -82,25 +117,51 @@ def unavailable_as_error(url: str) -> Iterator[None]:
         ) from exc
 
 
-def count_views(client: Elasticsearch, prefix: str, query: MetricsQuery) -> int:
-    """How many view documents the selection holds (through the alias)."""
-    response = client.count(
-        index=ViewNames(prefix).alias,
-        query=filter_query(query),
-        ignore_unavailable=True,
-        allow_no_indices=True,
+def parts(prefix: str, query: MetricsQuery, plan: Plan) -> list[tuple[str, dict[str, Any]]]:
+    """(index, query) of each part of the plan: batch hours, days, the speed tail."""
+    names = ViewNames(prefix)
+    found: list[tuple[str, dict[str, Any]]] = []
+    if plan.hours:
+        if plan.level == LEVEL_URL_COUNTRY:  # the (url, country) hours are the views themselves
+            found.append((names.batch_index, filter_query(query, plan.hours)))
+        else:
+            rollup = (plan.level, GRAIN_HOUR)
+            found.append((cube_index(prefix), filter_query(query, plan.hours, rollup)))
+    if plan.days:
+        rollup = (plan.level, GRAIN_DAY)
+        found.append((cube_index(prefix), filter_query(query, plan.days, rollup)))
+    if plan.speed_from is not None:
+        # Through the alias, whose filters show only speed views at or after the boundary.
+        found.append((names.alias, filter_query(query, ((plan.speed_from, query.to_ms),))))
+    return found
+
+
+def count_views(client: Elasticsearch, prefix: str, query: MetricsQuery, plan: Plan) -> int:
+    """How many documents the plan reads."""
+    return sum(
+        int(
+            client.count(index=index, query=body, ignore_unavailable=True, allow_no_indices=True)[
+                "count"
+            ]
+        )
+        for index, body in parts(prefix, query, plan)
     )
-    return int(response["count"])
 
 
 def fetch_views(
-    client: Elasticsearch, prefix: str, query: MetricsQuery, limit: int
+    client: Elasticsearch, prefix: str, query: MetricsQuery, plan: Plan, limit: int
 ) -> list[ViewDoc]:
-    """Every view document of the selection, from one point in time; refused past ``limit``."""
-    names = ViewNames(prefix)
-    pit = client.open_point_in_time(
-        index=names.alias, keep_alive=KEEP_ALIVE, ignore_unavailable=True
-    )
+    """Every document of the plan, each part from one point in time; refused past ``limit``."""
+    docs: list[ViewDoc] = []
+    for index, body in parts(prefix, query, plan):
+        docs.extend(_fetch(client, prefix, index, body, limit - len(docs)))
+    return docs
+
+
+def _fetch(
+    client: Elasticsearch, prefix: str, index: str, body: dict[str, Any], limit: int
+) -> list[ViewDoc]:
+    pit = client.open_point_in_time(index=index, keep_alive=KEEP_ALIVE, ignore_unavailable=True)
     pit_id = pit["id"]
     docs: list[ViewDoc] = []
     search_after: list[Any] | None = None
@@ -108,7 +169,7 @@ def fetch_views(
         while True:
             response = client.search(
                 pit={"id": pit_id, "keep_alive": KEEP_ALIVE},
-                query=filter_query(query),
+                query=body,
                 sort=[{"_shard_doc": "asc"}],
                 size=PAGE_SIZE,
                 source_includes=SOURCE_FIELDS,
@@ -117,7 +178,7 @@ def fetch_views(
             )
             pit_id = response.get("pit_id", pit_id)
             hits = response["hits"]["hits"]
-            docs.extend(view_doc(hit, names.batch_index) for hit in hits)
+            docs.extend(view_doc(hit, prefix) for hit in hits)
             if len(docs) > limit:
                 raise too_broad(len(docs), limit)
             if len(hits) < PAGE_SIZE:
@@ -136,19 +197,6 @@ def too_broad(found: int, limit: int) -> TooBroadError:
         "narrow the range, add a url prefix or a country "
         "(or raise CLICKSTREAM_SERVING__MAX_DOCUMENTS)",
     )
-
-
-def exact_uniques(client: Elasticsearch, prefix: str, ids: list[str]) -> dict[str, int]:
-    """The exact unique users of the cube's rollups by id (absent ones are left out)."""
-    if not ids:
-        return {}
-    index = cube_index(prefix)
-    response = client.options(ignore_status=404).mget(index=index, ids=ids, source=["unique_users"])
-    return {
-        doc["_id"]: int(doc["_source"]["unique_users"])
-        for doc in response.body.get("docs", [])
-        if doc.get("found")
-    }
 
 
 def speed_until(client: Elasticsearch, prefix: str) -> int | None:

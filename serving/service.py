@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from elasticsearch import Elasticsearch
@@ -12,8 +13,9 @@ from indexing.client import connect
 from indexing.templates import read_boundary
 from serving import search
 from serving.answer import Answer, late_events, notes_for
-from serving.merge import Group, metrics, needed_rollups, select
+from serving.merge import Group, exact_grain, metrics, select
 from serving.params import MetricsQuery
+from serving.plan import plan
 
 
 class MetricsService(Closeable):
@@ -56,21 +58,27 @@ class MetricsService(Closeable):
         with search.unavailable_as_error(self._settings.elasticsearch.url):
             # The boundary first: it only moves forward, so an exact flag decided on it stays true.
             boundary = read_boundary(self.client, prefix)
-            count = search.count_views(self.client, prefix, query)
+            chosen = plan(query, boundary)
+            count = search.count_views(self.client, prefix, query, chosen)
             if count > limit:
                 raise search.too_broad(count, limit)
-            docs = search.fetch_views(self.client, prefix, query, limit) if count else []
+            docs = search.fetch_views(self.client, prefix, query, chosen, limit) if count else []
             total, selections, group_count = select(query, boundary, docs)
-            stored = search.exact_uniques(self.client, prefix, needed_rollups([total, *selections]))
+            if query.group_by and exact_grain(query, boundary) is not None:
+                # One stored bucket: the total's own level holds its exact count (the groups'
+                # documents are at a finer level, whose counts do not add up).
+                whole = dataclasses.replace(query, group_by=(), top=None)
+                found = search.fetch_views(self.client, prefix, whole, plan(whole, boundary), limit)
+                total = select(whole, boundary, found)[0]
             speed_until = search.speed_until(self.client, prefix)
         keys, late_error = search.late_ledger_keys(self._settings.hbase)
-        groups = tuple(Group(s.url, s.country, metrics(s, stored, lg_k)) for s in selections)
+        groups = tuple(Group(s.url, s.country, metrics(s, lg_k)) for s in selections)
         return Answer(
             query=query,
             boundary_ms=boundary,
             speed_until_ms=speed_until,
             late=late_events(keys, query, boundary, late_error),
-            total=metrics(total, stored, lg_k),
+            total=metrics(total, lg_k),
             groups=groups,
             group_count=group_count,
             notes=tuple(notes_for(query, boundary, late_error)),

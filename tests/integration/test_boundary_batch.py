@@ -13,7 +13,7 @@ from elasticsearch.helpers import scan
 from pyspark.sql import SparkSession
 
 from clickstream.settings import IngestSettings, Settings
-from clickstream.times import DAY_MS, HOUR_MS
+from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS
 from indexing.boundary import speed_indices
 from indexing.templates import read_boundary
 from indexing.views import (
@@ -25,6 +25,8 @@ from indexing.views import (
     cube_index,
 )
 from processing.job import run_batch
+from serving.params import MetricsQuery
+from serving.service import MetricsService
 from tests.integration.helpers import Spawn
 from tests.paths import GEO_DB
 from traffic.generate import Traffic, TrafficSpec, generate, publish
@@ -134,3 +136,34 @@ def test_batch_writes_the_cube_moves_the_boundary_and_prunes(
     assert old_day not in speed_indices(views, prefix)
     assert not views.indices.exists_alias(name=f"{prefix}-views", index=index)
     assert views.count(index=index)["count"] == len(truth)  # nothing besides the rollups
+
+    # The serving layer reads the coarsest level: a whole day is one rollup per group, exact.
+    service = MetricsService(settings)
+    try:
+        whole = service.query(MetricsQuery(day, day + DAY_MS))
+        by_country = service.query(MetricsQuery(day, day + DAY_MS, group_by=("country",)))
+        cut = service.query(MetricsQuery(day + 90 * MINUTE_MS, day + DAY_MS))
+    finally:
+        service.close()
+    everything = truth[cube_id("all", GRAIN_DAY, None, None, day)]
+    assert whole.total.documents == 1
+    assert (whole.total.clicks, whole.total.unique_users.value) == (everything[0], everything[2])
+    assert whole.total.unique_users.exact
+    assert whole.total.time_spent_sum_ms == everything[3]
+    countries = {
+        g.country: (g.metrics.clicks, g.metrics.unique_users.value, g.metrics.unique_users.exact)
+        for g in by_country.groups
+    }
+    assert countries == {
+        country: (measures[0], measures[2], True)
+        for country in countries
+        for measures in [truth[cube_id("country", GRAIN_DAY, None, country, day)]]
+    }
+    assert by_country.group_count == sum(
+        1 for g in stored.values() if g["level"] == "country" and g["grain"] == GRAIN_DAY
+    )
+    # Cut at both ends: the hours that start in the range, read at the (all, all) level.
+    later = [g for g in traffic.truth.groups if g.hour_ms >= day + 2 * HOUR_MS]
+    assert cut.total.clicks == sum(g.clicks for g in later)
+    assert cut.total.documents == 22
+    assert not cut.total.unique_users.exact

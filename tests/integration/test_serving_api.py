@@ -101,17 +101,27 @@ SPEED = [
 HIDDEN = Doc(A, "DE", H + HOUR_MS + 5 * MINUTE_MS, 100, tuple(users("x", 50)))
 
 
-def exact_counts() -> dict[str, int]:
-    """The exact unique users of the hour rollups the batch job would write for BATCH."""
-    sets: dict[str, set[str]] = {}
+def hour_rollups() -> dict[str, dict[str, Any]]:
+    """The hour rollups of the coarse levels the batch job would write for BATCH: sums added,
+    users unioned (an exact count and a sketch of the union)."""
+    merged: dict[str, tuple[dict[str, Any], list[Doc]]] = {}
     for doc in BATCH:
-        for key in (
-            cube_id(LEVEL_URL, GRAIN_HOUR, doc.url, None, doc.start),
-            cube_id(LEVEL_COUNTRY, GRAIN_HOUR, None, doc.country, doc.start),
-            cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, doc.start),
+        for level, url, country in (
+            (LEVEL_URL, doc.url, None),
+            (LEVEL_COUNTRY, None, doc.country),
+            (LEVEL_ALL, None, None),
         ):
-            sets.setdefault(key, set()).update(doc.members)
-    return {key: len(members) for key, members in sets.items()}
+            key = cube_id(level, GRAIN_HOUR, url, country, doc.start)
+            head = {"level": level, "grain": GRAIN_HOUR, "url": url, "country": country}
+            merged.setdefault(key, ({**head, "start": doc.start}, []))[1].append(doc)
+    rollups = {}
+    for key, (head, docs) in merged.items():
+        members = tuple(sorted({m for d in docs for m in d.members}))
+        spent = (sum(d.spent[0] for d in docs), sum(d.spent[1] for d in docs))
+        whole = Doc("", "", head["start"], sum(d.clicks for d in docs), members, spent)
+        source = {**whole.source(), **head, "bot_clicks": sum(d.bots for d in docs)}
+        rollups[key] = {k: v for k, v in source.items() if v is not None or k == "users_sketch"}
+    return rollups
 
 
 def speed_index(prefix: str, start: int) -> str:
@@ -125,8 +135,7 @@ def index_all(client: Elasticsearch, settings: Settings) -> None:
     for doc in BATCH:
         client.index(index=ViewNames(prefix).batch_index, document=doc.source())
     cube = ensure_cube_index(client, es)
-    for doc_id, count in exact_counts().items():
-        rollup = {"level": "x", "grain": GRAIN_HOUR, "start": H, "unique_users": count}
+    for doc_id, rollup in hour_rollups().items():
         client.index(index=cube, id=doc_id, document=rollup)
     for doc in [*SPEED, HIDDEN]:
         speed = {**doc.source(), "partition": 0, "last_offset": 7}
@@ -177,15 +186,16 @@ def union(docs: Iterable[Doc]) -> set[str]:
     return {user for doc in docs for user in doc.members}
 
 
-def check_totals(body: dict[str, Any], docs: list[Doc]) -> None:
-    """Exact sums of ``docs`` and a unique-user estimate whose bounds hold the truth."""
+def check_totals(body: dict[str, Any], docs: list[Doc], documents: int) -> None:
+    """Exact sums of ``docs`` and a unique-user estimate whose bounds hold the truth, from
+    ``documents`` stored documents (the planner reads the coarsest level that answers)."""
     total = body["total"]
     assert total["clicks"] == sum(d.clicks for d in docs)
     assert total["bot_clicks"] == sum(d.bots for d in docs)
     assert total["time_spent_sum_ms"] == sum(d.spent[0] for d in docs)
     assert total["time_spent_count"] == sum(d.spent[1] for d in docs)
     assert total["clicks_without_time_spent"] == total["clicks"] - total["time_spent_count"]
-    assert total["documents"] == len(docs)
+    assert total["documents"] == documents
     truth = len(union(docs))
     users = total["unique_users"]
     assert users["lower_bound"] <= truth <= users["upper_bound"]
@@ -198,7 +208,7 @@ class TestValues:
         response = api.get("/v1/metrics", params={"from": iso(H), "to": iso(H + 3 * HOUR_MS)})
         assert response.status_code == 200, response.text
         body = response.json()
-        check_totals(body, [*BATCH, *SPEED])
+        check_totals(body, [*BATCH, *SPEED], documents=4)  # two (all, all) hours + two minutes
         assert body["total"]["unique_users"]["exact"] is False
         # So few users are held exactly by the sketch (list mode), yet the flag says estimate.
         assert body["total"]["unique_users"]["value"] == len(union([*BATCH, *SPEED]))
@@ -240,7 +250,7 @@ class TestValues:
         """url is a prefix of the keyword, country a term however it is cased."""
         params = {"from": iso(H), "to": iso(H + HOUR_MS), "url": "https://a.", "country": "de"}
         body = api.get("/v1/metrics", params=params).json()
-        check_totals(body, [BATCH[0]])
+        check_totals(body, [BATCH[0]], documents=1)
         assert body["total"]["unique_users"]["exact"] is True
         assert body["filters"] == {"url_prefix": "https://a.", "country": "DE"}
 
@@ -248,7 +258,7 @@ class TestValues:
         """After the boundary only speed minutes count, grouped by country."""
         params = {"from": iso(BOUNDARY), "to": iso(BOUNDARY + HOUR_MS), "group_by": "country"}
         body = api.get("/v1/metrics", params=params).json()
-        check_totals(body, SPEED)
+        check_totals(body, SPEED, documents=2)
         assert [(g["country"], g["clicks"]) for g in body["groups"]] == [("DE", 2), ("FR", 1)]
         assert not any(g["unique_users"]["exact"] for g in body["groups"])
 
@@ -270,7 +280,7 @@ class TestValues:
         )
         assert result.returncode == 0, result.stderr
         body = json.loads(result.stdout)
-        check_totals(body, [*BATCH, *SPEED])
+        check_totals(body, [*BATCH, *SPEED], documents=5)  # 3 (url, *) hours + 2 minutes
         assert body["late_events_waiting"] == 2
         http = api.get(
             "/v1/metrics",
@@ -328,7 +338,7 @@ def test_clickstream_serve_answers_over_http(served: Settings) -> None:
         assert health.json() == {"status": "ok", "elasticsearch": True}
         params = {"from": iso(H), "to": iso(H + HOUR_MS), "group_by": "country"}
         body = httpx.get(f"{base}/v1/metrics", params=params, timeout=30).json()
-        check_totals(body, BATCH[:3])
+        check_totals(body, BATCH[:3], documents=1)  # the hour's (all, all) rollup
         assert [(g["country"], g["unique_users"]["value"]) for g in body["groups"]] == [
             ("DE", 13),
             ("FR", 4),
@@ -341,12 +351,15 @@ def test_clickstream_serve_answers_over_http(served: Settings) -> None:
 
 class TestRefusals:
     def test_a_too_broad_selection_is_refused(self, served: Settings) -> None:
-        """More documents than serving.max_documents: 422 naming from,to and the setting."""
+        """More documents than serving.max_documents: 422 naming from,to and the setting (the
+        (url, country) level: four hour views; the total alone would read two rollups)."""
         small = served.model_copy(
             update={"serving": served.serving.model_copy(update={"max_documents": 3})}
         )
         with TestClient(create_app(small)) as client:
-            response = client.get("/v1/metrics", params={"from": iso(H), "to": iso(BOUNDARY)})
+            params = {"from": iso(H), "to": iso(BOUNDARY), "group_by": "url,country"}
+            response = client.get("/v1/metrics", params=params)
+            assert client.get("/v1/metrics", params={**params, "group_by": ""}).status_code == 200
         assert response.status_code == 422
         body = response.json()
         assert body["parameter"] == "from,to"

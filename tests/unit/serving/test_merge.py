@@ -13,26 +13,15 @@ import datasketches
 import pytest
 
 from clickstream.times import DAY_MS, HOUR_MS
-from indexing.views import (
-    GRAIN_DAY,
-    GRAIN_HOUR,
-    LEVEL_ALL,
-    LEVEL_COUNTRY,
-    LEVEL_URL,
-    LEVEL_URL_COUNTRY,
-    cube_id,
-)
 from serving.answer import Answer, LateEvents, answer_dict, late_events, notes_for
 from serving.errors import ServingError
 from serving.merge import (
-    ExactSource,
     Group,
     Layer,
     Selection,
     ViewDoc,
     exact_source,
     metrics,
-    needed_rollups,
     select,
     sketch_estimate,
 )
@@ -53,9 +42,10 @@ def sketch(users: Iterable[str]) -> bytes:
 
 def doc(
     *,
-    url: str = A,
-    country: str = "DE",
+    url: str | None = A,
+    country: str | None = "DE",
     start: int = H,
+    span: int = HOUR_MS,
     clicks: int = 1,
     users: Iterable[str] = ("u",),
     layer: Layer = "batch",
@@ -68,6 +58,7 @@ def doc(
         url=url,
         country=country,
         start_ms=start,
+        span_ms=span,
         clicks=clicks,
         bot_clicks=bots,
         unique_users=len(set(members)),
@@ -89,7 +80,7 @@ class TestSums:
     def test_additive_measures_are_summed_and_average_is_sum_over_count(self) -> None:
         """clicks, bots, time spent added; avg = sum / count; clicks without time reported."""
         docs = [doc(clicks=4, spent=(3000, 3), bots=2), doc(url=B, clicks=6, spent=(1000, 1))]
-        m = metrics(total(hour(), None, docs), {}, LG_K)
+        m = metrics(total(hour(), None, docs), LG_K)
         assert (m.clicks, m.bot_clicks, m.time_spent_sum_ms, m.time_spent_count) == (10, 2, 4000, 4)
         assert m.clicks_without_time_spent == 6
         assert m.avg_time_spent_ms == 1000.0
@@ -97,7 +88,7 @@ class TestSums:
 
     def test_no_known_time_spent_is_no_average_not_zero(self) -> None:
         """avg is None when no click has a time spent."""
-        m = metrics(total(hour(), None, [doc(clicks=3)]), {}, LG_K)
+        m = metrics(total(hour(), None, [doc(clicks=3)]), LG_K)
         assert m.avg_time_spent_ms is None
         assert m.clicks_without_time_spent == 3
 
@@ -108,7 +99,7 @@ class TestUniqueUsers:
         first = [f"u{i}" for i in range(3000)]
         second = [f"u{i}" for i in range(2000, 6000)]
         docs = [doc(users=first, clicks=3000), doc(start=H + 60_000, users=second, layer="speed")]
-        users = metrics(total(MetricsQuery(H, H + 2 * HOUR_MS), H, docs), {}, LG_K).unique_users
+        users = metrics(total(MetricsQuery(H, H + 2 * HOUR_MS), H, docs), LG_K).unique_users
         assert not users.exact
         assert users.source == "sketch"
         assert users.lower_bound <= 6000 <= users.upper_bound
@@ -135,113 +126,62 @@ class TestExactness:
         docs = [doc(users=["a", "b"]), doc(url=B, users=["c"])]
         _, groups, _ = select(hour(group_by=("url", "country")), H + HOUR_MS, docs)
         assert all(g.exact is not None and g.exact.view is not None for g in groups)
-        values = [metrics(g, {}, LG_K).unique_users for g in groups]
+        values = [metrics(g, LG_K).unique_users for g in groups]
         assert [(u.value, u.exact, u.source) for u in values] == [
             (2, True, "view"),
             (1, True, "view"),
         ]
 
-    def test_levels_come_from_the_cube(self) -> None:
-        """(url, *), (*, country), (*, *) map to the stored level's id."""
-        docs = [doc(), doc(country="FR"), doc(url=B)]
-        boundary = H + HOUR_MS
-        by_url = select(hour(group_by=("url",)), boundary, docs)[1]
-        assert by_url[0].exact == ExactSource(rollup_id=cube_id(LEVEL_URL, GRAIN_HOUR, A, None, H))
-        by_country = select(hour(group_by=("country",)), boundary, docs)[1]
-        assert by_country[0].exact == ExactSource(
-            rollup_id=cube_id(LEVEL_COUNTRY, GRAIN_HOUR, None, "DE", H)
-        )
-        everything = total(hour(), boundary, docs)
-        assert everything.exact == ExactSource(
-            rollup_id=cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, H)
-        )
-        stored = {cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, H): 41}
-        users = metrics(everything, stored, LG_K).unique_users
-        assert (users.value, users.exact, users.lower_bound, users.upper_bound) == (
-            41,
-            True,
-            41,
-            41,
-        )
+    def test_a_rollup_of_the_whole_range_is_exact(self) -> None:
+        """The planner reads the level the query needs: one rollup per group whose bucket is the
+        range counts it exactly (an hour or a whole UTC day)."""
+        everything = doc(layer="cube", url=None, country=None, users=["a", "b", "c"])
+        users = metrics(total(hour(), H + HOUR_MS, [everything]), LG_K).unique_users
+        assert (users.value, users.exact, users.source) == (3, True, "uniques")
+        day = H - H % DAY_MS
+        rollups = [
+            doc(layer="cube", url=None, start=day, span=DAY_MS, users=["a", "b"]),
+            doc(layer="cube", url=None, country="FR", start=day, span=DAY_MS, users=["c"]),
+        ]
+        by_country = MetricsQuery(day, day + DAY_MS, group_by=("country",))
+        groups = select(by_country, day + DAY_MS, rollups)[1]
+        assert [(g.country, metrics(g, LG_K).unique_users.value) for g in groups] == [
+            ("DE", 2),
+            ("FR", 1),
+        ]
+        assert all(g.exact is not None for g in groups)
 
-    def test_filters_narrow_to_a_level(self) -> None:
-        """A country filter with no url restriction is the (*, country) level; a country filter
-        grouped by url is one view."""
-        docs = [doc(), doc(url=B)]
-        filtered = total(hour(country="DE"), H + HOUR_MS, docs)
-        assert filtered.exact == ExactSource(
-            rollup_id=cube_id(LEVEL_COUNTRY, GRAIN_HOUR, None, "DE", H)
-        )
-        groups = select(hour(country="DE", group_by=("url",)), H + HOUR_MS, docs)[1]
-        assert all(g.exact is not None and g.exact.view is not None for g in groups)
-
-    def test_a_prefix_matching_one_url_is_the_url_level(self) -> None:
-        """All countries of one url: (url, *)."""
-        docs = [doc(), doc(country="FR")]
-        chosen = total(hour(url_prefix="https://a."), H + HOUR_MS, docs)
-        assert chosen.exact == ExactSource(rollup_id=cube_id(LEVEL_URL, GRAIN_HOUR, A, None, H))
+    def test_several_documents_are_an_estimate(self) -> None:
+        """A url prefix matching several urls (their rollups in one group): never summed."""
+        docs = [doc(layer="cube", country=None), doc(layer="cube", url=B, country=None)]
+        assert total(hour(url_prefix="https://"), H + HOUR_MS, docs).exact is None
 
     @pytest.mark.parametrize(
-        ("query", "boundary"),
+        ("query", "boundary", "span"),
         [
-            (hour(), H + HOUR_MS - 1),  # the hour is not wholly behind the boundary
-            (hour(), None),  # no batch run yet
-            (MetricsQuery(H, H + 2 * HOUR_MS), H + 2 * HOUR_MS),  # two hours
-            (MetricsQuery(H + 60_000, H + HOUR_MS + 60_000), H + 2 * HOUR_MS),  # not whole
-            (hour(url_prefix="https://"), H + HOUR_MS),  # a prefix over several urls
+            (hour(), H + HOUR_MS - 1, HOUR_MS),  # the hour is not wholly behind the boundary
+            (hour(), None, HOUR_MS),  # no batch run yet
+            (MetricsQuery(H, H + 2 * HOUR_MS), H + 2 * HOUR_MS, HOUR_MS),  # two hours
+            (MetricsQuery(H + 60_000, H + HOUR_MS + 60_000), H + 2 * HOUR_MS, HOUR_MS),
+            (MetricsQuery(H, H + DAY_MS), H + DAY_MS, HOUR_MS),  # a day not on midnight
         ],
     )
-    def test_otherwise_an_estimate(self, query: MetricsQuery, boundary: int | None) -> None:
-        """Anything else: no stored count answers the selection."""
-        docs = [doc(), doc(url=B)]
-        assert total(query, boundary, docs).exact is None
-
-    def test_a_whole_day_behind_the_boundary_is_exact_at_every_level(self) -> None:
-        """One UTC day: the total, a country and one (url, country) read the day rollups."""
-        day = H - H % DAY_MS
-        docs = [doc(start=day + h * HOUR_MS) for h in range(24)] + [doc(start=day, url=B)]
-        query = MetricsQuery(day, day + DAY_MS)
-        boundary = day + DAY_MS + HOUR_MS
-        assert total(query, boundary, docs).exact == ExactSource(
-            rollup_id=cube_id(LEVEL_ALL, GRAIN_DAY, None, None, day)
-        )
-        grouped = MetricsQuery(day, day + DAY_MS, group_by=("url", "country"))
-        first = select(grouped, boundary, docs)[1][0]
-        assert (first.url, len(first.docs)) == (A, 24)
-        assert first.exact == ExactSource(
-            rollup_id=cube_id(LEVEL_URL_COUNTRY, GRAIN_DAY, A, "DE", day)
-        )
-        stored = {cube_id(LEVEL_URL_COUNTRY, GRAIN_DAY, A, "DE", day): 17}
-        users = metrics(first, stored, LG_K).unique_users
-        assert (users.value, users.exact, users.source) == (17, True, "uniques")
-
-    @pytest.mark.parametrize(
-        ("hours", "offset_ms"),
-        [(48, 0), (24, HOUR_MS), (23, 0)],
-    )
-    def test_two_days_or_a_day_not_on_midnight_are_estimates(
-        self, hours: int, offset_ms: int
+    def test_otherwise_an_estimate(
+        self, query: MetricsQuery, boundary: int | None, span: int
     ) -> None:
-        """Only one whole UTC day has a stored count."""
-        day = H - H % DAY_MS + offset_ms
-        query = MetricsQuery(day, day + hours * HOUR_MS)
-        docs = [doc(start=day)]
-        assert total(query, day + 3 * DAY_MS, docs).exact is None
+        """Anything else: no stored count answers the selection."""
+        assert total(query, boundary, [doc(span=span)]).exact is None
 
     def test_speed_docs_are_never_exact(self) -> None:
-        """A minute doc in the group means the group is not an hour's batch view."""
-        assert exact_source(hour(), H + HOUR_MS, (None, None), [doc(layer="speed")]) is None
-
-    def test_missing_stored_count_falls_back_to_the_estimate(self) -> None:
-        """An hour processed before exact uniques existed: the sketch answers, flagged."""
-        users = metrics(total(hour(), H + HOUR_MS, [doc(users=["a"])]), {}, LG_K).unique_users
-        assert (users.value, users.exact, users.source) == (1, False, "sketch")
+        """A minute doc in the group means the group is not a stored bucket."""
+        speed = [doc(layer="speed", span=60_000)]
+        assert exact_source(hour(), H + HOUR_MS, (None, None), speed) is None
 
     def test_bot_only_and_empty_selections_are_exactly_zero(self) -> None:
         """No human click in a completed hour: exactly no user."""
-        bots = metrics(total(hour(), H + HOUR_MS, [doc(clicks=0, users=[], bots=3)]), {}, LG_K)
+        bots = metrics(total(hour(), H + HOUR_MS, [doc(clicks=0, users=[], bots=3)]), LG_K)
         assert (bots.unique_users.value, bots.unique_users.exact) == (0, True)
-        empty = metrics(total(hour(), H + HOUR_MS, []), {}, LG_K)
+        empty = metrics(total(hour(), H + HOUR_MS, []), LG_K)
         assert (empty.unique_users.value, empty.unique_users.exact) == (0, True)
         assert empty.unique_users.source == "empty"
 
@@ -255,34 +195,25 @@ class TestGrouping:
         )
         assert [g.url for g in groups] == ["https://c/", A]
         assert count == 3
-        assert metrics(everything, {}, LG_K).clicks == 19
+        assert metrics(everything, LG_K).clicks == 19
 
     def test_no_grouping_is_only_the_total(self) -> None:
         """Without group_by there are no groups."""
         everything, groups, count = select(hour(), None, [doc(), doc(url=B)])
         assert (groups, count, len(everything.docs)) == ([], 0, 2)
 
-    def test_needed_rollups_are_deduplicated(self) -> None:
-        """One mget id per distinct stored count."""
-        docs = [doc(), doc(url=B)]
-        everything, groups, _ = select(hour(group_by=("country",)), H + HOUR_MS, docs)
-        assert needed_rollups([everything, *groups]) == sorted(
-            {
-                cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, H),
-                cube_id(LEVEL_COUNTRY, GRAIN_HOUR, None, "DE", H),
-            }
-        )
-
 
 def answer() -> Answer:
     query = MetricsQuery(H, H + HOUR_MS, group_by=("url", "country"))
     docs = [doc(clicks=2, spent=(500, 1), users=["a", "b"]), doc(url=B, clicks=1, users=["c"])]
-    everything, selections, count = select(query, H + HOUR_MS, docs)
-    stored = {cube_id(LEVEL_ALL, GRAIN_HOUR, None, None, H): 3}
-    groups = tuple(Group(s.url, s.country, metrics(s, stored, LG_K)) for s in selections)
+    _, selections, count = select(query, H + HOUR_MS, docs)
+    # The total comes from its own level's rollup (the service fetches it for one bucket).
+    rollup = doc(layer="cube", url=None, country=None, clicks=3, spent=(500, 1), users="abc")
+    everything = select(MetricsQuery(H, H + HOUR_MS), H + HOUR_MS, [rollup])[0]
+    groups = tuple(Group(s.url, s.country, metrics(s, LG_K)) for s in selections)
     late = LateEvents(7, 2)
     return Answer(
-        query, H + HOUR_MS, H + 2 * HOUR_MS, late, metrics(everything, stored, LG_K), groups, count
+        query, H + HOUR_MS, H + 2 * HOUR_MS, late, metrics(everything, LG_K), groups, count
     )
 
 

@@ -10,14 +10,29 @@ from serving.search import SOURCE_FIELDS, filter_query, view_doc
 H = 1_795_341_600_000
 
 
+def any_of(*spans: tuple[int, int]) -> dict[str, object]:
+    """The clause of start in any of the spans."""
+    ranges = [
+        {"range": {"start": {"gte": lo, "lt": hi, "format": "epoch_millis"}}} for lo, hi in spans
+    ]
+    return {"bool": {"should": ranges, "minimum_should_match": 1}}
+
+
 class TestFilterQuery:
     def test_only_a_range_without_filters(self) -> None:
         """[from, to) on start, in epoch ms."""
-        assert filter_query(MetricsQuery(H, H + 1)) == {
-            "bool": {
-                "filter": [{"range": {"start": {"gte": H, "lt": H + 1, "format": "epoch_millis"}}}]
-            }
-        }
+        assert filter_query(MetricsQuery(H, H + 1)) == {"bool": {"filter": [any_of((H, H + 1))]}}
+
+    def test_spans_and_a_rollup_select_the_cube_documents(self) -> None:
+        """The planner's spans replace the range (any matches); level and grain are terms."""
+        query = MetricsQuery(H, H + 10, country="DE")
+        body = filter_query(query, ((H, H + 1), (H + 5, H + 6)), ("country", "day"))
+        assert body["bool"]["filter"] == [
+            any_of((H, H + 1), (H + 5, H + 6)),
+            {"term": {"level": {"value": "country"}}},
+            {"term": {"grain": {"value": "day"}}},
+            {"term": {"country": {"value": "DE"}}},
+        ]
 
     def test_url_is_a_prefix_and_country_a_term(self) -> None:
         """Query-string syntax in a parameter stays a literal value."""
@@ -27,16 +42,20 @@ class TestFilterQuery:
             {"prefix": {"url": {"value": "https://a/*?(x OR y)"}}},
             {"term": {"country": {"value": "DE"}}},
         ]
-        assert {next(iter(c)) for c in clauses} <= {"range", "prefix", "term", "terms"}
+        assert {next(iter(c)) for c in clauses} <= {"bool", "prefix", "term", "terms"}
 
 
 class TestViewDoc:
-    def test_layer_comes_from_the_index(self) -> None:
-        """The batch index is batch; any other (a speed day) is speed."""
+    def test_layer_and_span_come_from_the_index(self) -> None:
+        """The batch index holds hours; the cube hours or days (its grain); any other index (a
+        speed day) minutes."""
         source = {"url": "u", "country": "DE", "start": H, "clicks": 3, "users_sketch": None}
-        batch = view_doc({"_index": "p-batch-v1", "_source": source}, "p-batch-v1")
-        speed = view_doc({"_index": "p-speed-2026.11.22", "_source": source}, "p-batch-v1")
-        assert (batch.layer, speed.layer) == ("batch", "speed")
+        batch = view_doc({"_index": "p-batch-v1", "_source": source}, "p")
+        speed = view_doc({"_index": "p-speed-2026.11.22", "_source": source}, "p")
+        day = view_doc({"_index": "p-cube-v1", "_source": {**source, "grain": "day"}}, "p")
+        assert (batch.layer, batch.span_ms) == ("batch", 3_600_000)
+        assert (speed.layer, speed.span_ms) == ("speed", 60_000)
+        assert (day.layer, day.span_ms) == ("cube", 86_400_000)
         assert (batch.clicks, batch.bot_clicks, batch.time_spent_count, batch.sketch) == (
             3,
             0,
@@ -48,7 +67,7 @@ class TestViewDoc:
         """users_sketch is base64 on the wire, bytes in the document."""
         raw = b"\x02\x01\x07\x0c"
         source = {"url": "u", "country": "DE", "start": H, "users_sketch": base64.b64encode(raw)}
-        assert view_doc({"_index": "x", "_source": source}, "p-batch-v1").sketch == raw
+        assert view_doc({"_index": "x", "_source": source}, "p").sketch == raw
 
     def test_only_the_needed_fields_are_fetched(self) -> None:
         """No avg (recomputed), no partition or offset."""
