@@ -10,13 +10,21 @@
 # It is shipped with --archives and unpacked as ./environment on every executor. Without it
 # (local mode) executors use this checkout's .venv Python.
 # Everything after the options goes to the job: --from ISO --to ISO, --config FILE.
+#
+# The zip goes to build/spark/ of this checkout, or, under systemd (clickstream-batch.service:
+# DynamicUser, a read-only install), to the unit's CacheDirectory= ($CACHE_DIRECTORY, else
+# $STATE_DIRECTORY): nothing is written under the install. `submit.sh --build-only` builds the
+# zip, prints its path and exits without running spark-submit.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 python=${PYTHON:-$root/.venv/bin/python}
 spark_submit=${SPARK_SUBMIT:-$root/.venv/bin/spark-submit}
 master=${SPARK_MASTER:-local[2]}
-build=$root/build/spark
+# systemd passes each directory of a unit; a list is colon-separated: the first one will do.
+systemd_dir=${CACHE_DIRECTORY:-${STATE_DIRECTORY:-}}
+build=${systemd_dir%%:*}
+build=${build:-$root/build/spark}
 mkdir -p "$build"
 
 # The project's packages, without caches, as one zip for --py-files.
@@ -30,6 +38,10 @@ with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
             if path.is_file() and "__pycache__" not in path.parts:
                 zf.write(path, path.relative_to(root))
 PY
+if [[ "${1:-}" == --build-only ]]; then
+  echo "$build/clickstream.zip"
+  exit 0
+fi
 
 args=(--master "$master" --name clickstream-batch --py-files "$build/clickstream.zip"
       --conf spark.ui.enabled=false --conf spark.ui.showConsoleProgress=false
