@@ -100,3 +100,10 @@ class TestUnits:
             text = unit.read_text()
             assert "Type=notify" in text
             assert "WatchdogSec=" in text
+
+    def test_template_instances_are_unique_across_hosts(self) -> None:
+        """clickstream-ingest@1 on two hosts must not share a transactional id and a static
+        group member id (they would fence each other): the instance name holds the host."""
+        text = (UNITS / "clickstream-ingest@.service").read_text()
+        (exec_start,) = [line for line in text.splitlines() if line.startswith("ExecStart=")]
+        assert exec_start.split("--instance ", 1)[1].split()[0] == "%H-%i"
