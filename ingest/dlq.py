@@ -1,7 +1,16 @@
-"""Dead-letter records: the original bytes unchanged, the reason and the source in headers."""
+"""Dead-letter records: the original bytes unchanged, the reason and the source in headers.
+
+A record must fit the dead-letter topic. A message near the broker's maximum (rejected as
+``too_large``) cannot be produced again with headers added, and a record that cannot be
+produced would hold the whole batch back forever. So a value over :data:`MAX_VALUE_BYTES` is
+replaced by a clearly marked JSON stub (its size, SHA-256 and first KiB) and a key over
+:data:`MAX_KEY_BYTES` by its hash; headers say what was replaced. Nothing is dropped silently.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -20,6 +29,14 @@ SOURCE_TOPIC = "clickstream.source.topic"
 SOURCE_PARTITION = "clickstream.source.partition"
 SOURCE_OFFSET = "clickstream.source.offset"
 REJECTED_AT = "clickstream.rejected_at_ms"
+STUB = "clickstream.stub"  # "value" or "key": what was replaced
+ORIGINAL_SIZE = "clickstream.original_size"
+ORIGINAL_SHA256 = "clickstream.original_sha256"
+
+#: Half the broker's default record limit (1 MiB): room for the key and headers whatever they hold.
+MAX_VALUE_BYTES = 512 * 1024
+MAX_KEY_BYTES = 16 * 1024
+_HEAD_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +62,25 @@ def dead_letter(
     ]
     if rejection.field is not None:
         headers.append((FIELD, rejection.field.encode()))
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        key = b"sha256:" + hashlib.sha256(key).hexdigest().encode()
+        headers.append((STUB, b"key"))
+    if value is not None and len(value) > MAX_VALUE_BYTES:
+        digest = hashlib.sha256(value).hexdigest()
+        headers += [
+            (STUB, b"value"),
+            (ORIGINAL_SIZE, str(len(value)).encode()),
+            (ORIGINAL_SHA256, digest.encode()),
+        ]
+        value = _stub(value, digest)
     return DeadLetter(key, value, headers)
+
+
+def _stub(value: bytes, digest: str) -> bytes:
+    """What stands in for a value too large to dead-letter: size, hash, the first KiB."""
+    head = value[:_HEAD_BYTES].decode("utf-8", errors="backslashreplace")
+    body = {"clickstream_stub": True, "size": len(value), "sha256": digest, "head": head}
+    return json.dumps(body).encode()
 
 
 def header(

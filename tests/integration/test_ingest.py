@@ -7,6 +7,8 @@ subprocess, and compares HBase and the dead-letter topic with the generator's gr
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import signal
 import socket
@@ -15,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS
@@ -175,3 +178,25 @@ def test_exit_when_idle_reads_the_topic_to_its_end_first(pipeline: Settings, spa
     spawn("i", "--exit-when-idle", "0.05").finish()
     assert committed(pipeline) == len(traffic.messages)
     assert_landed_exactly(pipeline, traffic)
+
+
+def test_a_message_near_the_broker_maximum_is_dead_lettered_as_a_stub(
+    pipeline: Settings, spawn: Spawn
+) -> None:
+    """A ~1 MB message is rejected as too_large; its dead letter (the original plus headers
+    would exceed the topic's limit) is a marked stub with size and hash; the daemon goes on."""
+    # Just under the broker's 1 MiB record limit: re-produced with headers it could not fit.
+    big = b'{"user_id": "u", "padding": "' + b"x" * 1_040_000 + b'"}'
+    traffic = make_traffic(events=200, seed=14, hours=1)
+    producer = Producer({**pipeline.kafka.client_config(), "message.max.bytes": 1_048_576})
+    producer.produce(pipeline.kafka.clicks_topic, key=b"u", value=big)
+    assert producer.flush(30) == 0
+    publish(traffic, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+    spawn("b", "--exit-when-idle", "2").finish(timeout=120)
+    records = read_dead_letters(pipeline.kafka)
+    stubs = [r for r in records if r.reason == "too_large"]
+    assert len(stubs) == 1
+    stub = json.loads(stubs[0].value)
+    assert (stub["clickstream_stub"], stub["size"]) == (True, len(big))
+    assert stub["sha256"] == hashlib.sha256(big).hexdigest()
+    assert committed(pipeline) == len(traffic.messages) + 1
