@@ -237,6 +237,12 @@ class BatchSettings(_Section):
     hll_lg_k: int = Field(12, ge=4, le=21, description="DataSketches HLL lgK, shared with speed.")
     scan_caching: int = Field(1000, ge=1, description="Rows per HBase scanner round trip.")
     time_slice_hours: int = Field(1, ge=1, description="Hours per Spark partition's range scan.")
+    lock_ttl_s: int = Field(
+        3600,
+        ge=60,
+        description="Lifetime of a run's lock in the state index, renewed after each step "
+        "(a 24 h chunk, the late hours, the days); a crashed run's lock lapses after it.",
+    )
 
 
 class ServingSettings(_Section):

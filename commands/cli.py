@@ -14,7 +14,7 @@ from clickstream import __version__
 from clickstream.errors import ClickstreamError, ConfigError
 from clickstream.logs import configure_logging
 from clickstream.settings import CONFIG_ENV, Settings, load_settings, redacted, settings_reference
-from clickstream.times import HOUR_MS, NotIsoTimeError, NoUtcOffsetError, parse_ms
+from clickstream.times import HOUR_MS, MINUTE_MS, NotIsoTimeError, NoUtcOffsetError, parse_ms
 from commands.query import add_query, add_serve
 
 if TYPE_CHECKING:
@@ -120,6 +120,18 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
         spark.stop()
     print(f"batch views of {result.views} (url, country, hour) groups in {result.seconds:.1f}s")
     return 0
+
+
+def _batch_status(args: argparse.Namespace, settings: Settings) -> int:
+    from commands.batch_status import default_max_lag_ms, exit_code, read_status, render  # noqa: PLC0415
+
+    if args.max_lag_minutes is None:
+        max_lag_ms = default_max_lag_ms(settings.ingest.session_timeout_ms)
+    else:
+        max_lag_ms = args.max_lag_minutes * MINUTE_MS
+    status = read_status(settings, int(time.time() * 1000))
+    print(render(status, max_lag_ms))
+    return exit_code(status, max_lag_ms)
 
 
 def _inspect(args: argparse.Namespace, settings: Settings) -> int:
@@ -404,7 +416,7 @@ def _add_import_log(commands: Subcommands) -> None:
 
 
 def _add_batch(commands: Subcommands) -> None:
-    """`clickstream batch`."""
+    """`clickstream batch` and `clickstream batch-status`."""
     batch = commands.add_parser(
         "batch",
         help="the batch layer: exact views per (url, country, hour) from HBase to Elasticsearch",
@@ -418,6 +430,26 @@ def _add_batch(commands: Subcommands) -> None:
     batch.add_argument("--from", dest="since", metavar="ISO", help="range start, a whole hour")
     batch.add_argument("--to", metavar="ISO", help="range end (exclusive), a whole hour")
     batch.set_defaults(handler=_batch)
+
+    status = commands.add_parser(
+        "batch-status",
+        help="the batch layer's health: last run, boundary lag, lock, late events waiting "
+        "(exit 3 when lagging)",
+        description="Prints the last successful run's range and when it finished (the "
+        "watermark), the time boundary in force and how far it lags behind now, whether a run "
+        "holds the batch lock (its owner and expiry), and the distinct late events waiting for "
+        "the next run. Exit 0 when healthy; exit 3 when the boundary lags more than "
+        "--max-lag-minutes, or before the first batch run; exit 1 when Elasticsearch cannot "
+        "be read.",
+    )
+    status.add_argument(
+        "--max-lag-minutes",
+        type=int,
+        metavar="N",
+        help="most lag of the boundary behind now that counts as healthy "
+        "(default: 120 + the session timeout, i.e. an hour of slack over an hourly run)",
+    )
+    status.set_defaults(handler=_batch_status)
 
 
 def _add_inspect(commands: Subcommands) -> None:

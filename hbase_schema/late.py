@@ -9,6 +9,7 @@ replay writes the same keys) and the number of rows is the number of late events
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Final
 
 from clickstream.times import hour_floor
@@ -35,3 +36,12 @@ def hour_of(late_key: bytes) -> int:
     """The hour (start, epoch ms) a ledger key marks."""
     (hour,) = struct.unpack(">Q", late_key[:8])
     return int(hour)
+
+
+def waiting_events(keys: Iterable[bytes], boundary_ms: int | None) -> int:
+    """Distinct late events the batch views behind the boundary do not hold yet: distinct event
+    keys (after the 8-byte hour) among the keys of hours before the boundary. Hours at or past
+    it are the speed layer's, and before the first run (no boundary) nothing waits."""
+    if boundary_ms is None:
+        return 0
+    return len({key[8:] for key in keys if hour_of(key) < boundary_ms})

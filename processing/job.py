@@ -2,7 +2,9 @@
 
 Runs in-process (``clickstream batch``, Spark local mode) or under ``spark-submit``
 (``processing/main.py``, see deploy/spark/). A long range is processed in chunks, with progress,
-and the watermark moves after each chunk is indexed.
+and the watermark moves after each chunk is indexed. One run at a time: a run holds the lock in
+the state index (indexing/lock.py) from before it reads the ledger until it has moved the
+boundary.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from pyspark.sql import DataFrame, SparkSession
 
 from clickstream.errors import ConfigError
 from clickstream.settings import Settings
-from clickstream.times import DAY_MS, HOUR_MS, hour_floor, iso, parse_ms
+from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS, hour_floor, iso, parse_ms
 from hbase_schema.late import hour_of
 from indexing.boundary import move_boundary, prune_speed
 from indexing.client import connect
-from indexing.state import advance_watermark, read_watermark, state_index
+from indexing.lock import BatchLock, LockHeldError, held_message, read_lock
+from indexing.state import advance_watermark, ensure_state_index, read_watermark
 from indexing.templates import ensure_batch_index, ensure_cube_index
 from indexing.views import (
     COARSE_LEVELS,
@@ -86,34 +89,98 @@ def spark_session(settings: Settings, app: str = "clickstream-batch") -> SparkSe
     return spark
 
 
+# --- the range rules (pure) -------------------------------------------------------------------
+
+
+def latest_end_ms(now_ms: int, session_timeout_ms: int) -> int:
+    """The latest end a run may have: the end of the last hour whose sessions are closed (a
+    click up to one session timeout later can still change an hour's time spent)."""
+    return hour_floor(now_ms - session_timeout_ms)
+
+
+def check_gap(t0_ms: int, watermark_ms: int | None) -> None:
+    """Refuse a start past the watermark: the hours between would get no batch views, and the
+    boundary, moved to this run's end, would hide their speed views."""
+    if watermark_ms is not None and t0_ms > watermark_ms:
+        raise ConfigError(
+            f"--from {iso(t0_ms)} is past the watermark {iso(watermark_ms)} (where the last "
+            f"batch run ended): [{iso(watermark_ms)}, {iso(t0_ms)}) would have no batch views "
+            f"and the boundary would hide their speed views. Start at the watermark (--from "
+            f"{iso(watermark_ms)}), or give no range to run from it"
+        )
+
+
+def resolve_range(
+    since_ms: int | None,
+    until_ms: int | None,
+    *,
+    watermark_ms: int | None,
+    now_ms: int,
+    session_timeout_ms: int,
+) -> tuple[int, int]:
+    """The range a run processes: ``[since, until)`` as given, or without one every closed hour
+    since the watermark (empty when there is none yet). A start past the watermark is refused
+    (:func:`check_gap`; before the first run any start is fine), and so is an end past
+    :func:`latest_end_ms`."""
+    latest = latest_end_ms(now_ms, session_timeout_ms)
+    if since_ms is None or until_ms is None:
+        if watermark_ms is None:
+            raise ConfigError("no batch has run yet: give the first range with --from/--to")
+        return watermark_ms, max(latest, watermark_ms)
+    check_gap(since_ms, watermark_ms)
+    if until_ms > latest:
+        raise ConfigError(
+            f"--to {iso(until_ms)} is too late: the latest allowed end is {iso(latest)} (now "
+            f"minus the session timeout, {session_timeout_ms // MINUTE_MS} min, to the hour), "
+            "since the sessions of later hours can still change. Use that or an earlier --to"
+        )
+    return since_ms, until_ms
+
+
+# --- the entry points' range ------------------------------------------------------------------
+
+
 def default_range(settings: Settings, now_ms: int) -> tuple[int, int]:
     """Since the watermark, up to the last hour whose sessions can no longer change."""
-    client = connect(settings.elasticsearch)
-    try:
-        watermark = read_watermark(client, settings.elasticsearch.index_prefix)
-    finally:
-        client.close()
-    timeout_ms = settings.ingest.session_timeout_ms
-    to_ms = hour_floor(now_ms - timeout_ms)
-    if watermark.completed_until_ms is None:
-        raise ConfigError("no batch has run yet: give the first range with --from/--to")
-    return watermark.completed_until_ms, max(to_ms, watermark.completed_until_ms)
+    return _resolve(settings, None, None, now_ms)
 
 
 def batch_range(
     settings: Settings, since: str | None, until: str | None, now_ms: int
 ) -> tuple[int, int]:
     """The range a run processes: ``[since, until)`` as given (ISO-8601 with a UTC offset, both
-    or neither), else :func:`default_range`. Both entry points (the CLI and spark-submit's
-    ``processing/main.py``) read their arguments through this, so they read them alike."""
+    or neither), else :func:`default_range`, under the rules of :func:`resolve_range`. Both
+    entry points (the CLI and spark-submit's ``processing/main.py``) read their arguments
+    through this, so they read them alike."""
     if (since is None) != (until is None):
         raise ConfigError("give both --from and --to, or neither (then: since the watermark)")
     if since is None or until is None:
         return default_range(settings, now_ms)
     try:
-        return parse_ms(since), parse_ms(until)
+        since_ms, until_ms = parse_ms(since), parse_ms(until)
     except ValueError as exc:
         raise ConfigError(f"--from/--to: {exc} (e.g. 2026-11-22T10:00Z)") from None
+    return _resolve(settings, since_ms, until_ms, now_ms)
+
+
+def _resolve(
+    settings: Settings, since_ms: int | None, until_ms: int | None, now_ms: int
+) -> tuple[int, int]:
+    """:func:`resolve_range` with the stored watermark; a run holding the lock is reported here
+    already, before Spark starts (run_batch takes the lock itself, race-free)."""
+    prefix = settings.elasticsearch.index_prefix
+    with connect(settings.elasticsearch) as client:
+        watermark = read_watermark(client, prefix)
+        lock = read_lock(client, prefix)
+    if lock is not None and not lock.expired(now_ms):
+        raise LockHeldError(held_message(lock, now_ms))
+    return resolve_range(
+        since_ms,
+        until_ms,
+        watermark_ms=watermark.completed_until_ms,
+        now_ms=now_ms,
+        session_timeout_ms=settings.ingest.session_timeout_ms,
+    )
 
 
 def check_range(t0_ms: int, t1_ms: int) -> None:
@@ -136,51 +203,55 @@ def run_batch(
     """Build and index the views and hour rollups of ``[t0, t1)`` chunk by chunk, advancing the
     watermark; then recompute the earlier hours that late events touched (the late ledger);
     then the day rollups of the completed days either touched; then move the time boundary to
-    the watermark and prune the speed indices behind it."""
+    the watermark and prune the speed indices behind it.
+
+    All of it under the batch lock (a second run fails fast, naming the holder), and a start
+    past the watermark is refused under it (:func:`check_gap`)."""
     check_range(t0_ms, t1_ms)
     started = time.monotonic()
     es = settings.elasticsearch
-    # Snapshot the ledger before reading HBase: a late event that lands while the job reads
-    # keeps its key and is recomputed by the next run.
-    ledger = late_ledger.snapshot(settings.hbase)
-    client = connect(es)
-    try:
-        client.options(ignore_status=400).indices.create(
-            index=state_index(es.index_prefix),
-            settings={"number_of_shards": 1, "number_of_replicas": es.replicas},
-        )
-        cube = ensure_cube_index(client, es)
-        batch_index = ensure_batch_index(client, es.index_prefix)
-        views_total = 0
-        watermark: int | None = None
-        chunks = list(range(t0_ms, t1_ms, chunk_hours * HOUR_MS))
-        for number, c0 in enumerate(chunks, 1):
-            c1 = min(c0 + chunk_hours * HOUR_MS, t1_ms)
-            count = _build_and_write(spark, settings, c0, c1)
-            views_total += count
-            watermark = advance_watermark(client, es.index_prefix, c0, c1).completed_until_ms
-            progress(f"chunk {number}/{len(chunks)}: [{iso(c0)}, {iso(c1)}) -> {count} views")
-        done = [key for key in ledger if hour_of(key) < (watermark or t1_ms)]
-        late_hours = sorted({hour_of(key) for key in done} - set(range(t0_ms, t1_ms, HOUR_MS)))
-        for r0, r1 in _runs(late_hours):
-            count = _build_and_write(spark, settings, r0, r1)
-            views_total += count
-            progress(f"late events: recomputed [{iso(r0)}, {iso(r1)}) -> {count} views")
-        # Day rollups need every hour of their day: (re)written once a day is complete, for
-        # the days this run or its late events touched; each re-reads its day from HBase.
-        completed = watermark if watermark is not None else t1_ms
-        touched = set(range(t0_ms, t1_ms, HOUR_MS)) | set(late_hours)
-        for d0, d1 in _day_runs(touched, completed):
-            count = _build_days(spark, settings, d0, d1)
-            progress(f"days: [{iso(d0)}, {iso(d1)}) -> {count} day rollups")
-        late_ledger.clear(settings.hbase, done)
-        client.indices.refresh(index=batch_index)
-        client.indices.refresh(index=cube)
-        # Only once the views are searchable may readers be switched to them.
-        boundary = move_boundary(client, es, watermark if watermark is not None else t1_ms)
-        pruned = prune_speed(client, es, boundary, settings.serving.speed_keep_days)
-    finally:
-        client.close()
+    with connect(es) as client:
+        ensure_state_index(client, es)
+        with BatchLock(client, es.index_prefix, settings.batch.lock_ttl_s * 1000) as lock:
+            check_gap(t0_ms, read_watermark(client, es.index_prefix).completed_until_ms)
+            # Snapshot the ledger before reading HBase: a late event that lands while the job
+            # reads keeps its key and is recomputed by the next run.
+            ledger = late_ledger.snapshot(settings.hbase)
+            cube = ensure_cube_index(client, es)
+            batch_index = ensure_batch_index(client, es.index_prefix)
+            views_total = 0
+            watermark: int | None = None
+            chunks = list(range(t0_ms, t1_ms, chunk_hours * HOUR_MS))
+            for number, c0 in enumerate(chunks, 1):
+                c1 = min(c0 + chunk_hours * HOUR_MS, t1_ms)
+                count = _build_and_write(spark, settings, c0, c1)
+                views_total += count
+                lock.renew()
+                watermark = advance_watermark(client, es.index_prefix, c0, c1).completed_until_ms
+                progress(f"chunk {number}/{len(chunks)}: [{iso(c0)}, {iso(c1)}) -> {count} views")
+            done = [key for key in ledger if hour_of(key) < (watermark or t1_ms)]
+            late_hours = sorted({hour_of(key) for key in done} - set(range(t0_ms, t1_ms, HOUR_MS)))
+            for r0, r1 in _runs(late_hours):
+                count = _build_and_write(spark, settings, r0, r1)
+                views_total += count
+                progress(f"late events: recomputed [{iso(r0)}, {iso(r1)}) -> {count} views")
+                lock.renew()
+            # Day rollups need every hour of their day: (re)written once a day is complete,
+            # for the days this run or its late events touched; each re-reads its day from
+            # HBase.
+            completed = watermark if watermark is not None else t1_ms
+            touched = set(range(t0_ms, t1_ms, HOUR_MS)) | set(late_hours)
+            for d0, d1 in _day_runs(touched, completed):
+                count = _build_days(spark, settings, d0, d1)
+                progress(f"days: [{iso(d0)}, {iso(d1)}) -> {count} day rollups")
+                lock.renew()
+            late_ledger.clear(settings.hbase, done)
+            client.indices.refresh(index=batch_index)
+            client.indices.refresh(index=cube)
+            # Only once the views are searchable may readers be switched to them.
+            lock.renew()
+            boundary = move_boundary(client, es, watermark if watermark is not None else t1_ms)
+            pruned = prune_speed(client, es, boundary, settings.serving.speed_keep_days)
     result = BatchResult(
         t0_ms,
         t1_ms,

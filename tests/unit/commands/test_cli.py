@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     ["generate"],
     ["import-log"],
     ["batch"],
+    ["batch-status"],
     ["inspect"],
 ]
 
