@@ -38,6 +38,13 @@ def hour_of(late_key: bytes) -> int:
     return int(hour)
 
 
+def closed_until_ms(now_ms: int, session_timeout_ms: int) -> int:
+    """The end of the last hour whose sessions are closed: a click up to one session timeout
+    later can still change an hour's time spent, so a batch run ends here at the latest, and
+    ingest treats the hours before it as possibly batch-processed already."""
+    return hour_floor(now_ms - session_timeout_ms)
+
+
 def waiting_events(keys: Iterable[bytes], boundary_ms: int | None) -> int:
     """Distinct late events the batch views behind the boundary do not hold yet: distinct event
     keys (after the 8-byte hour) among the keys of hours before the boundary. Hours at or past

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import structlog
 
 from clickstream.settings import ElasticsearchSettings
-from clickstream.times import hour_floor
+from hbase_schema.late import closed_until_ms
 from indexing.client import connect
 from indexing.state import read_watermark
 
@@ -47,7 +47,7 @@ class LateCutoff:
                 self._watermark = self._read()
             except Exception as exc:  # noqa: BLE001 - keep the last value; the bound still holds
                 log.warning("late.watermark_unreadable", error=str(exc)[:200])
-        scheduled = hour_floor(int(now * 1000) - self._timeout_ms)
+        scheduled = closed_until_ms(int(now * 1000), self._timeout_ms)
         return max(scheduled, self._watermark or 0)
 
 

@@ -21,8 +21,8 @@ from pyspark.sql import DataFrame, SparkSession
 
 from clickstream.errors import ConfigError
 from clickstream.settings import Settings
-from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS, hour_floor, iso, parse_ms
-from hbase_schema.late import hour_of
+from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS, iso, parse_ms
+from hbase_schema.late import closed_until_ms, hour_of
 from indexing.boundary import move_boundary, prune_speed
 from indexing.client import connect
 from indexing.lock import BatchLock, LockHeldError, held_message, read_lock
@@ -92,12 +92,6 @@ def spark_session(settings: Settings, app: str = "clickstream-batch") -> SparkSe
 # --- the range rules (pure) -------------------------------------------------------------------
 
 
-def latest_end_ms(now_ms: int, session_timeout_ms: int) -> int:
-    """The latest end a run may have: the end of the last hour whose sessions are closed (a
-    click up to one session timeout later can still change an hour's time spent)."""
-    return hour_floor(now_ms - session_timeout_ms)
-
-
 def check_gap(t0_ms: int, watermark_ms: int | None) -> None:
     """Refuse a start past the watermark: the hours between would get no batch views, and the
     boundary, moved to this run's end, would hide their speed views."""
@@ -121,8 +115,8 @@ def resolve_range(
     """The range a run processes: ``[since, until)`` as given, or without one every closed hour
     since the watermark (empty when there is none yet). A start past the watermark is refused
     (:func:`check_gap`; before the first run any start is fine), and so is an end past
-    :func:`latest_end_ms`."""
-    latest = latest_end_ms(now_ms, session_timeout_ms)
+    :func:`hbase_schema.late.closed_until_ms`."""
+    latest = closed_until_ms(now_ms, session_timeout_ms)
     if since_ms is None or until_ms is None:
         if watermark_ms is None:
             raise ConfigError("no batch has run yet: give the first range with --from/--to")

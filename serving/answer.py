@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clickstream.times import HOUR_MS, iso
-from hbase_schema.late import hour_of
+from hbase_schema.late import hour_of, waiting_events
 from serving.merge import Group, Metrics, UniqueUsers
 from serving.params import MetricsQuery
 
@@ -34,17 +34,10 @@ def late_events(
     they are not waiting; before the first batch run nothing is."""
     if keys is None:
         return LateEvents(None, None, error)
-    events: set[bytes] = set()
-    touching: set[bytes] = set()
-    for key in keys:
-        hour = hour_of(key)
-        if boundary_ms is None or hour >= boundary_ms:
-            continue
-        event = key[8:]
-        events.add(event)
-        if hour + HOUR_MS > query.from_ms and hour < query.to_ms:
-            touching.add(event)
-    return LateEvents(len(events), len(touching))
+    keys = list(keys)
+    # Of the waiting keys, those of hours that overlap the range (hours start at from - 1 h).
+    in_range = [k for k in keys if query.from_ms - HOUR_MS < hour_of(k) < query.to_ms]
+    return LateEvents(waiting_events(keys, boundary_ms), waiting_events(in_range, boundary_ms))
 
 
 @dataclass(frozen=True, slots=True)

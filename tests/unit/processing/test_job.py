@@ -6,7 +6,8 @@ import pytest
 
 from clickstream.errors import ConfigError
 from clickstream.times import MINUTE_MS, parse_ms
-from processing.job import check_gap, latest_end_ms, resolve_range
+from hbase_schema.late import closed_until_ms
+from processing.job import check_gap, resolve_range
 
 TIMEOUT = 30 * MINUTE_MS
 WATERMARK = parse_ms("2026-11-22T06:00Z")
@@ -29,12 +30,12 @@ def resolve(
 class TestLatestEnd:
     def test_is_the_hour_holding_now_minus_the_session_timeout(self) -> None:
         """Sessions of an hour can change until one timeout after its end."""
-        assert latest_end_ms(NOW, TIMEOUT) == LATEST
+        assert closed_until_ms(NOW, TIMEOUT) == LATEST
 
     def test_moves_exactly_one_timeout_after_the_hour_ends(self) -> None:
         """At 10:30 the 09:00 hour's sessions are closed; a millisecond earlier they are not."""
-        assert latest_end_ms(parse_ms("2026-11-22T10:30Z"), TIMEOUT) == LATEST
-        assert latest_end_ms(parse_ms("2026-11-22T10:29:59.999Z"), TIMEOUT) == parse_ms(
+        assert closed_until_ms(parse_ms("2026-11-22T10:30Z"), TIMEOUT) == LATEST
+        assert closed_until_ms(parse_ms("2026-11-22T10:29:59.999Z"), TIMEOUT) == parse_ms(
             "2026-11-22T09:00Z"
         )
 
