@@ -18,13 +18,13 @@ from clickstream.settings import ElasticsearchSettings
 from indexing.views import cube_id, view_id, view_source
 
 
-def view_document(row: Row) -> dict[str, Any]:
-    """The Elasticsearch document of one aggregated row."""
+def view_document(row: Row, start: str = "hour") -> dict[str, Any]:
+    """The Elasticsearch document of one aggregated row (its bucket start in column ``start``)."""
     sketch = row["users_sketch"]
     return view_source(
         url=row["url"],
         country=row["country"],
-        start_ms=int(row["hour"]),
+        start_ms=int(row[start]),
         clicks=int(row["clicks"]),
         bot_clicks=int(row["bot_clicks"]),
         unique_users=int(row["unique_users"]),
@@ -36,20 +36,7 @@ def view_document(row: Row) -> dict[str, Any]:
 
 def rollup_document(row: Row, grain: str) -> dict[str, Any]:
     """The Elasticsearch document of one rollup row of the cube (level and grain included)."""
-    sketch = row["users_sketch"]
-    source = view_source(
-        url=row["url"],
-        country=row["country"],
-        start_ms=int(row["start"]),
-        clicks=int(row["clicks"]),
-        bot_clicks=int(row["bot_clicks"]),
-        unique_users=int(row["unique_users"]),
-        users_sketch=bytes(sketch) if sketch is not None else None,
-        time_spent_sum_ms=int(row["time_spent_sum_ms"]),
-        time_spent_count=int(row["time_spent_count"]),
-    )
-    source.update(level=row["level"], grain=grain)
-    return source
+    return {**view_document(row, "start"), "level": row["level"], "grain": grain}
 
 
 def _view_action(index: str, row: Row) -> dict[str, Any]:
