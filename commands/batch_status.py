@@ -8,6 +8,7 @@ now, the batch lock, and the late events waiting for the next run. The pure part
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS, MINUTE_MS, iso
@@ -115,6 +116,35 @@ def _verdict(status: BatchStatus, max_lag_ms: int) -> str:
             f"more than {_duration(max_lag_ms)}"
         )
     return "ok"
+
+
+def as_dict(status: BatchStatus, max_lag_ms: int) -> dict[str, Any]:
+    """The report as plain data (``--json``): for monitoring and scripts."""
+    watermark, boundary, lock = status.watermark, status.boundary_ms, status.lock
+    verdict = "never_run" if boundary is None else "ok"
+    if exit_code(status, max_lag_ms) and boundary is not None:
+        verdict = "lagging"
+    return {
+        "watermark": None
+        if watermark.completed_until_ms is None
+        else iso(watermark.completed_until_ms),
+        "last_range": None
+        if watermark.last_range is None
+        else [iso(t) for t in watermark.last_range],
+        "boundary": None if boundary is None else iso(boundary),
+        "boundary_lag_ms": None if boundary is None else status.now_ms - boundary,
+        "max_lag_ms": max_lag_ms,
+        "lock": None
+        if lock is None
+        else {
+            "owner": lock.owner,
+            "expires_at": iso(lock.expires_at_ms),
+            "expired": lock.expired(status.now_ms),
+        },
+        "late_events_waiting": status.late_waiting,
+        "late_error": status.late_error,
+        "status": verdict,
+    }
 
 
 def render(status: BatchStatus, max_lag_ms: int) -> str:

@@ -123,14 +123,20 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _batch_status(args: argparse.Namespace, settings: Settings) -> int:
-    from commands.batch_status import default_max_lag_ms, exit_code, read_status, render  # noqa: PLC0415
+    from commands.batch_status import (  # noqa: PLC0415
+        as_dict,
+        default_max_lag_ms,
+        exit_code,
+        read_status,
+        render,
+    )
 
     if args.max_lag_minutes is None:
         max_lag_ms = default_max_lag_ms(settings.ingest.session_timeout_ms)
     else:
         max_lag_ms = args.max_lag_minutes * MINUTE_MS
     status = read_status(settings, int(time.time() * 1000))
-    print(render(status, max_lag_ms))
+    print(json.dumps(as_dict(status, max_lag_ms)) if args.json else render(status, max_lag_ms))
     return exit_code(status, max_lag_ms)
 
 
@@ -448,6 +454,9 @@ def _add_batch(commands: Subcommands) -> None:
         metavar="N",
         help="most lag of the boundary behind now that counts as healthy "
         "(default: 120 + the session timeout, i.e. an hour of slack over an hourly run)",
+    )
+    status.add_argument(
+        "--json", action="store_true", help="one JSON object instead of the labelled lines"
     )
     status.set_defaults(handler=_batch_status)
 

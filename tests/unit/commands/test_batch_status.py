@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clickstream.times import HOUR_MS, MINUTE_MS, parse_ms
-from commands.batch_status import BatchStatus, default_max_lag_ms, exit_code, render
+from commands.batch_status import BatchStatus, as_dict, default_max_lag_ms, exit_code, render
 from commands.cli import build_parser
 from indexing.lock import Lease
 from indexing.state import Watermark
@@ -126,6 +126,22 @@ class TestRender:
         )
         unknown = lines(render(status(late=None, late_error="thrift down"), LIMIT))
         assert unknown["late events"] == "unknown: thrift down"
+
+
+class TestJson:
+    def test_the_facts_as_plain_data(self) -> None:
+        """--json: the same facts, for monitoring and for scripts such as `make run`."""
+        data = as_dict(status(late=4), LIMIT)
+        assert data["watermark"] == data["boundary"] == "2026-11-22T10:00:00Z"
+        assert data["last_range"] == ["2026-11-22T07:00:00Z", "2026-11-22T10:00:00Z"]
+        assert data["boundary_lag_ms"] == 40 * MINUTE_MS
+        assert (data["lock"], data["late_events_waiting"], data["status"]) == (None, 4, "ok")
+
+    def test_lagging_and_never_run(self) -> None:
+        """The verdict matches the exit code."""
+        assert as_dict(status(boundary=NOW - LIMIT - 1), LIMIT)["status"] == "lagging"
+        never = as_dict(status(boundary=None, watermark=None), LIMIT)
+        assert (never["status"], never["watermark"], never["boundary"]) == ("never_run", None, None)
 
 
 class TestCommand:
