@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from clickstream import __version__
 from clickstream.errors import ClickstreamError, ConfigError
 from clickstream.logs import configure_logging
+from clickstream.model import Reason
 from clickstream.settings import CONFIG_ENV, Settings, load_settings, redacted, settings_reference
 from clickstream.times import HOUR_MS, MINUTE_MS, NotIsoTimeError, NoUtcOffsetError, parse_ms
 from commands.query import add_query, add_serve
@@ -147,6 +148,23 @@ def _inspect(args: argparse.Namespace, settings: Settings) -> int:
     t0 = _ms(args.since) if args.since else t1 - args.hours * HOUR_MS
     landed = inspect(settings, t0, t1 + 1)
     print(render(landed, settings.hbase.table, settings.kafka.dlq_topic))
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from commands.dlq_replay import ReplayFilter, render, replay  # noqa: PLC0415
+
+    filters = ReplayFilter(
+        reasons=frozenset(args.reason or ()),
+        since_ms=_ms(args.since) if args.since else None,
+        until_ms=_ms(args.until) if args.until else None,
+        partition=args.partition,
+        from_offset=args.from_offset,
+        to_offset=args.to_offset,
+        limit=args.limit,
+    )
+    topic = args.topic or settings.kafka.clicks_topic
+    print(render(replay(settings.kafka, filters, topic, dry_run=args.dry_run)))
     return 0
 
 
@@ -475,6 +493,73 @@ def _add_inspect(commands: Subcommands) -> None:
     inspect.set_defaults(handler=_inspect)
 
 
+def _add_dlq(commands: Subcommands) -> None:
+    """`clickstream dlq replay`."""
+    dlq = commands.add_parser(
+        "dlq",
+        help="the dead-letter topic: replay chosen dead letters once their cause is fixed",
+    )
+    dlq_cmds = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    replay = dlq_cmds.add_parser(
+        "replay",
+        help="produce chosen dead letters' original key and bytes to the clicks topic again",
+        description="Once the producer bug behind some rejections is fixed: reads the committed "
+        "records of the dead-letter topic (kafka.dlq_topic), chooses those that match every "
+        "filter given (none: all), and produces each one's original key and bytes, unchanged, "
+        "to the clicks topic with an idempotent producer; then prints what it replayed by "
+        "reason and what it skipped and why. Try --dry-run first. Nothing is ever deleted from "
+        "the dead-letter topic (it is a log); a replayed message that is still bad is "
+        "dead-lettered again, with a later rejected-at time that --since can leave out next "
+        "time. Replaying twice is safe: ingest stores an event under a row key that is a pure "
+        "function of the event (the HBase put rewrites the same row) and the speed layer folds "
+        "an event it already holds once, so nothing is counted twice. Stubs (originals too "
+        "large to keep) and null values are never replayed; records with the same key and "
+        "bytes are replayed once.",
+    )
+    replay.add_argument(
+        "--reason",
+        action="append",
+        choices=sorted(Reason),
+        metavar="REASON",
+        help=f"only this rejection reason (repeatable): {', '.join(sorted(Reason))}",
+    )
+    replay.add_argument(
+        "--since",
+        metavar="ISO",
+        help="only those rejected at or after this time, e.g. 2026-11-22T10:00Z (a UTC offset "
+        "is required)",
+    )
+    replay.add_argument(
+        "--until", metavar="ISO", help="only those rejected before this time (exclusive)"
+    )
+    replay.add_argument(
+        "--partition", type=int, metavar="N", help="only this partition of the dead-letter topic"
+    )
+    replay.add_argument(
+        "--from-offset",
+        type=int,
+        metavar="N",
+        help="first offset in --partition to replay (inclusive; default its start)",
+    )
+    replay.add_argument(
+        "--to-offset",
+        type=int,
+        metavar="N",
+        help="last offset in --partition to replay (inclusive; default its end)",
+    )
+    replay.add_argument(
+        "--limit", type=int, metavar="N", help="replay at most N (in partition, offset order)"
+    )
+    replay.add_argument("--topic", help="target topic (default kafka.clicks_topic)")
+    replay.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="produce nothing: print what would be replayed by reason, and the first few "
+        "records' source and detail",
+    )
+    replay.set_defaults(handler=_dlq_replay)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (also used to test ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -511,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_import_log,
         _add_batch,
         _add_inspect,
+        _add_dlq,
         add_query,
         add_serve,
     ):

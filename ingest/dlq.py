@@ -13,11 +13,12 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
+from clickstream.errors import ConfigError
 from clickstream.model import Rejection, Source
 from clickstream.settings import KafkaSettings
 
@@ -104,8 +105,49 @@ class StoredDeadLetter:
     value: bytes
 
 
-def read_dead_letters(settings: KafkaSettings, idle_s: float = 2.0) -> list[StoredDeadLetter]:
-    """Every committed record of the dead-letter topic (read until its end, or idle)."""
+@dataclass(frozen=True, slots=True)
+class DlqRecord:
+    """A committed record of the dead-letter topic as stored: where it sits, key, value, headers."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, str | bytes | None], ...]
+
+    @property
+    def reason(self) -> str:
+        """The rejection reason code (``unknown`` when the header is missing)."""
+        return header(self.headers, REASON) or "unknown"
+
+    @property
+    def detail(self) -> str:
+        """The readable detail of the rejection."""
+        return header(self.headers, DETAIL) or ""
+
+    @property
+    def source(self) -> str:
+        """Where the original was read: ``topic:partition:offset``."""
+        parts = (SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET)
+        return ":".join(header(self.headers, name) or "?" for name in parts)
+
+    @property
+    def rejected_at_ms(self) -> int | None:
+        """When the daemon rejected it (epoch ms), or None without a readable header."""
+        text = header(self.headers, REJECTED_AT)
+        return int(text) if text is not None and text.isdigit() else None
+
+    @property
+    def is_stub(self) -> bool:
+        """True when its key or value stands in for an original too large to keep."""
+        return any(name == STUB for name, _ in self.headers)
+
+
+def scan_dead_letters(
+    settings: KafkaSettings, starts: Mapping[int, int] | None = None, idle_s: float = 2.0
+) -> Iterator[DlqRecord]:
+    """The committed records of the dead-letter topic, in each partition from ``starts``
+    (partition -> first offset; default: every partition from its start) to its end, or idle."""
     topic = settings.dlq_topic
     consumer = Consumer(
         {
@@ -115,15 +157,20 @@ def read_dead_letters(settings: KafkaSettings, idle_s: float = 2.0) -> list[Stor
             "isolation.level": "read_committed",
         }
     )
-    records: list[StoredDeadLetter] = []
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        unknown = sorted(set(starts or {}) - set(partitions))
+        if unknown:
+            raise ConfigError(
+                f"{topic} has no partition {unknown[0]} (it has {sorted(partitions)})"
+            )
+        first = dict(starts) if starts is not None else dict.fromkeys(partitions, 0)
         ends = {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
+            for p in first
         }
-        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
-        remaining = {p for p, end in ends.items() if end > 0}
+        remaining = {p for p, end in ends.items() if end > first[p]}
+        consumer.assign([TopicPartition(topic, p, first[p]) for p in sorted(remaining)])
         idle_since = time.monotonic()
         # Transaction markers take the last offsets, so "the end" is reached when a record at
         # (or past) end - 1 arrives, or, for a partition whose tail was aborted, by idling.
@@ -132,19 +179,26 @@ def read_dead_letters(settings: KafkaSettings, idle_s: float = 2.0) -> list[Stor
             if message is None or message.error() is not None:
                 continue
             idle_since = time.monotonic()
-            headers = message.headers()
-            source = f"{header(headers, SOURCE_PARTITION)}:{header(headers, SOURCE_OFFSET)}"
-            records.append(
-                StoredDeadLetter(
-                    header(headers, REASON) or "unknown", source, message.value() or b""
-                )
-            )
             partition, offset = message.partition() or 0, message.offset() or 0
+            raw = message.headers() or ()
+            headers = tuple(raw.items() if isinstance(raw, Mapping) else raw)
+            yield DlqRecord(partition, offset, message.key(), message.value(), headers)
             if offset + 1 >= ends[partition] - 1:
                 remaining.discard(partition)
     finally:
         consumer.close()
-    return records
+
+
+def read_dead_letters(settings: KafkaSettings, idle_s: float = 2.0) -> list[StoredDeadLetter]:
+    """Every committed record of the dead-letter topic (read until its end, or idle)."""
+    return [
+        StoredDeadLetter(
+            record.reason,
+            f"{header(record.headers, SOURCE_PARTITION)}:{header(record.headers, SOURCE_OFFSET)}",
+            record.value or b"",
+        )
+        for record in scan_dead_letters(settings, idle_s=idle_s)
+    ]
 
 
 def count_dead_letters(settings: KafkaSettings) -> Counter[str]:

@@ -25,6 +25,8 @@ SUBCOMMANDS = [
     ["batch"],
     ["batch-status"],
     ["inspect"],
+    ["dlq"],
+    ["dlq", "replay"],
 ]
 
 

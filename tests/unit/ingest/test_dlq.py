@@ -12,7 +12,9 @@ from ingest.dlq import (
     ORIGINAL_SHA256,
     ORIGINAL_SIZE,
     REASON,
+    REJECTED_AT,
     STUB,
+    DlqRecord,
     dead_letter,
     header,
 )
@@ -59,3 +61,17 @@ class TestDeadLetter:
         value = b"\xff\xfe" * 600_000
         stub = json.loads(dead_letter(None, value, TOO_LARGE, SOURCE, 7).value or b"")
         assert stub["head"].startswith("\\xff\\xfe")
+
+
+class TestDlqRecord:
+    def test_headers_read_back_as_reason_source_time_and_stub(self) -> None:
+        """What the replay filters on is read from the headers the daemon wrote."""
+        letter = dead_letter(b"u1", b"{bad", Rejection(Reason.NOT_JSON, "x"), SOURCE, 7)
+        record = DlqRecord(0, 5, letter.key, letter.value, tuple(letter.headers))
+        assert (record.reason, record.detail, record.source) == ("not_json", "x", "clicks:3:41")
+        assert (record.rejected_at_ms, record.is_stub) == (7, False)
+
+    def test_missing_or_unreadable_headers_are_none_not_errors(self) -> None:
+        """A record another tool wrote still reads: unknown reason, no time."""
+        record = DlqRecord(0, 5, None, b"{}", ((REJECTED_AT, b"soon"), ("other", None)))
+        assert (record.reason, record.source, record.rejected_at_ms) == ("unknown", "?:?:?", None)
