@@ -4,6 +4,19 @@ Bad input events are *not* exceptions: they are data routed to the dead-letter t
 are for operator-facing failures (configuration, unreachable services, a broken local stack).
 """
 
+import enum
+
+
+class Failure(enum.Enum):
+    """How a failed write is handled (``storage/failures.py``, ``indexing/failures.py``)."""
+
+    #: A server restarting, overloaded or unreachable: pause and retry the batch.
+    RETRIABLE = "retriable"
+    #: This one document can never be written: record it (metric, log line) and go on.
+    DOCUMENT = "document"
+    #: Every write would fail alike (a missing family, a wrong mapping): exit naming the fix.
+    CONFIGURATION = "configuration"
+
 
 class ClickstreamError(Exception):
     """Root of every error this project raises on purpose; the CLI prints it without a traceback."""

@@ -9,7 +9,10 @@ Exactly-once effect from at-least-once delivery:
   rows it covers are durable;
 * while HBase is down the partitions are paused and the batch is retried with capped exponential
   backoff; the loop keeps calling ``consume`` so the group does not evict it, and holds one batch
-  at most (bounded memory).
+  at most (bounded memory);
+* a permanent failure is not retried: a table or index that refuses every write alike raises a
+  SchemaError, which ends the daemon (exit 1, naming the fix); a speed document refused for its
+  own value is counted and left behind (storage/failures.py, indexing/failures.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def log_batch(batch: ProcessedBatch, speed: SpeedBatch | None, seconds: float) -
     extra: dict[str, int] = {}
     if speed is not None:
         extra = {"speed_docs": len(speed.docs), "speed_beyond_horizon": speed.beyond_horizon}
+        if speed.rejected:
+            extra["speed_rejected"] = len(speed.rejected)
     log.info(
         "ingest.batch",
         messages=batch.messages,
@@ -242,10 +247,18 @@ class IngestLoop:
             self._writer.write(list(batch.rows.items()))
             if batch.late and self.config.late_table:
                 self._writer.write(list(batch.late.items()), self.config.late_table)
-        finally:
-            # Never leave a write running into the next attempt; its error, if any, wins.
+        except RetriableError:
+            # Never leave a write running into the next attempt; its error, if any, wins (a
+            # permanent one must not be retried behind a passing HBase outage).
             if pending is not None:
                 pending.result()
+            raise
+        except BaseException:
+            if pending is not None:
+                pending.exception()  # waited for; the permanent error in hand wins
+            raise
+        if pending is not None:
+            pending.result()
         self._commit_transaction(batch, speed)
 
     def _commit_transaction(self, batch: ProcessedBatch, speed: SpeedBatch | None) -> None:
@@ -305,6 +318,8 @@ class IngestLoop:
         if speed is not None:
             self._metrics.speed_docs.inc(len(speed.docs))
             self._metrics.speed_beyond_horizon.inc(speed.beyond_horizon)
+            for refused in speed.rejected:
+                self._metrics.speed_rejected.labels(reason=refused.reason).inc()
         log_batch(batch, speed, seconds)
         self._notifier.status(
             f"consumed {self.totals['consumed']}, stored "

@@ -18,7 +18,8 @@ from confluent_kafka import Consumer, Producer
 
 from clickstream.errors import ConfigError, SchemaError
 from clickstream.settings import Settings, env_var
-from hbase_schema.late import late_table
+from hbase_schema import FAMILIES
+from hbase_schema.late import LATE_FAMILY, late_table
 from indexing.client import connect as es_connect
 from ingest.consumer import IngestLoop, LoopConfig
 from ingest.enrich import Enricher
@@ -31,6 +32,7 @@ from speed.changelog import Restored, restore
 from speed.layer import SpeedLayer
 from speed.store import SpeedStore
 from storage.connection import connect
+from storage.failures import missing_families_message
 from storage.writer import HBaseWriter
 
 log = structlog.get_logger(__name__)
@@ -150,13 +152,18 @@ def check_changelog(settings: Settings) -> None:
 
 
 def check_tables(settings: Settings) -> None:
-    """Fail at start, naming the fix, if a table the daemon writes is missing; if HBase cannot
-    be reached yet, say so and let the loop wait for it."""
-    wanted = [settings.hbase.table, late_table(settings.hbase.table)]
+    """Fail at start, naming the fix, if a table the daemon writes is missing or lacks one of
+    its column families; if HBase cannot be reached yet, say so and let the loop wait for it."""
+    wanted = {settings.hbase.table: set(FAMILIES), late_table(settings.hbase.table): {LATE_FAMILY}}
     try:
         connection = connect(settings.hbase)
         try:
             existing = {name.decode() for name in connection.tables()}
+            families = {
+                name: {family.decode() for family in connection.table(name).families()}
+                for name in wanted
+                if name in existing
+            }
         finally:
             connection.close()
     except Exception as exc:  # noqa: BLE001 - unreachable now is an outage, not a config error
@@ -167,6 +174,9 @@ def check_tables(settings: Settings) -> None:
         raise SchemaError(
             f"missing HBase table(s) {', '.join(missing)}: run `clickstream schema create`"
         )
+    for name, present in families.items():
+        if wanted[name] - present:
+            raise SchemaError(missing_families_message(name, wanted[name] - present, present))
 
 
 def run_daemon(

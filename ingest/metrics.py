@@ -66,6 +66,13 @@ class IngestMetrics:
             "Clicks too old for the speed window (speed.allowed_lateness_s): left to the batch.",
             registry=self.registry,
         )
+        self.speed_rejected = Counter(
+            "clickstream_speed_documents_rejected_total",
+            "Speed documents Elasticsearch refused for their own value, by error type: left "
+            "behind (the batch views cover their hour).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.health: dict[str, Any] = {"status": "starting"}
         self.last_progress = time.monotonic()
 

@@ -20,7 +20,7 @@ from clickstream.times import MINUTE_MS
 from speed.changelog import Record, Restored, records_for
 from speed.docs import DocTable, Rendered, render
 from speed.state import Contribution, PartitionState, SpeedClick
-from speed.store import SpeedStore
+from speed.store import Rejected, SpeedStore
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +38,8 @@ class SpeedBatch:
     folded: int = 0
     duplicates: int = 0
     beyond_horizon: int = 0
+    #: Documents Elasticsearch refused for their own value at the last write (left behind).
+    rejected: tuple[Rejected, ...] = ()
 
 
 class SpeedLayer:
@@ -119,8 +121,11 @@ class SpeedLayer:
         return batch
 
     def write(self, batch: SpeedBatch) -> int:
-        """Write the batch's documents (idempotent); how many Elasticsearch took as new."""
-        return self._store.write(batch.docs)
+        """Write the batch's documents (idempotent); how many Elasticsearch took as new. The
+        documents it refused for their own value are left in ``batch.rejected``."""
+        written = self._store.write(batch.docs)
+        batch.rejected = written.rejected
+        return written.written
 
     def close(self) -> None:
         """Close the Elasticsearch client."""

@@ -185,12 +185,12 @@ class TestStore:
         prefix = pipeline.elasticsearch.index_prefix
         store = SpeedStore(es_connect(pipeline.elasticsearch), prefix, 12)
         try:
-            assert store.write([self._doc(prefix, offset=10, clicks=5)]) == 1
-            assert store.write([self._doc(prefix, offset=7, clicks=3)]) == 0  # stale owner
-            assert store.write([self._doc(prefix, offset=10, clicks=5)]) == 0  # replay
+            assert store.write([self._doc(prefix, offset=10, clicks=5)]).written == 1
+            assert store.write([self._doc(prefix, offset=7, clicks=3)]).written == 0  # stale owner
+            assert store.write([self._doc(prefix, offset=10, clicks=5)]).written == 0  # replay
             (loaded,) = store.load([(0, self.KEY)])
             assert (loaded.clicks, loaded.last_offset) == (5, 10)
-            assert store.write([self._doc(prefix, offset=11, clicks=6)]) == 1
+            assert store.write([self._doc(prefix, offset=11, clicks=6)]).written == 1
             (loaded,) = store.load([(0, self.KEY)])
             assert loaded.clicks == 6
         finally:

@@ -19,6 +19,7 @@ from speed.changelog import (
 from speed.docs import Rendered, parse
 from speed.layer import SpeedLayer
 from speed.state import DocKey, PartitionState, SpeedClick, SpeedDoc
+from speed.store import Written
 
 TIMEOUT = 30 * MINUTE_MS
 RETENTION = 4 * 3_600_000
@@ -37,12 +38,12 @@ class MemoryStore:
     def load(self, keys: Sequence[tuple[int, DocKey]]) -> list[SpeedDoc]:
         return [parse(p, self.saved[(p, k)], self.lg_k) for p, k in keys if (p, k) in self.saved]
 
-    def write(self, docs: list[Rendered]) -> int:
+    def write(self, docs: list[Rendered]) -> Written:
         for doc in docs:
             source = doc.source
             key = (source["url"], source["country"], source["start"])
             self.saved[(source["partition"], key)] = source
-        return len(docs)
+        return Written(len(docs))
 
     def close(self) -> None:
         pass
