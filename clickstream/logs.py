@@ -73,7 +73,9 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        # Not cached: a logger follows a later configure() (tests, a second entry point); one
+        # line per batch makes the cost nothing.
+        cache_logger_on_first_use=False,
     )
     _configure_libraries(numeric, renderer, timestamper)
 

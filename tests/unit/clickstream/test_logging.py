@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
 from clickstream.logs import configure_logging
 
@@ -107,3 +108,17 @@ class TestThirdPartyLoggers:
         configure_logging("DEBUG", json=True)
         pool.warning("Node has failed for 2 times in a row, putting on 2 second timeout")
         assert "has failed for 2 times" in json.loads(err.getvalue())["event"]
+
+
+class TestReconfiguration:
+    def test_a_logger_used_before_capture_logs_is_still_captured(self) -> None:
+        """Loggers are not cached on first use: a module logger that logged before (as the
+        daemon's do in the integration tests of the same session) still follows a later
+        configuration, so capture_logs sees it."""
+        configure_logging("INFO", json=True)
+        logger = structlog.get_logger("tests.reconfigured")
+        logger.info("before")
+        configure_logging("INFO", json=True)  # a second entry point in the same process
+        with capture_logs() as logs:
+            logger.info("after", n=1)
+        assert logs == [{"event": "after", "n": 1, "log_level": "info"}]
