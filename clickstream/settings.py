@@ -254,9 +254,22 @@ class ServingSettings(_Section):
     max_documents: int = Field(
         200_000,
         ge=1,
-        description="Most view documents one query may merge; a broader query is refused.",
+        description="Most documents one query may merge (a guard: the planner's queries stay "
+        "far below it); a broader query is refused.",
     )
     max_top: int = Field(10_000, ge=1, description="Largest --top / top a query may ask for.")
+    default_top: int = Field(
+        100,
+        ge=1,
+        description="Groups a grouped query without --top / top shows (the most clicked); the "
+        "answer says so and gives the number of groups.",
+    )
+    late_ledger_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long the API reuses its read of the late-event ledger (0: read it "
+        "for every query).",
+    )
     max_url_prefix_bytes: int = Field(
         1000,
         ge=1,

@@ -25,11 +25,12 @@ def template_bodies(
 ) -> dict[str, dict[str, Any]]:
     """Template name -> body of every template the pipeline needs.
 
-    Speed indices join the readers' alias when they are created: unfiltered before the first
-    batch run, filtered ``start >= boundary_ms`` after (see indexing/boundary.py).
+    Speed indices join the readers' alias when they are created, filtered to their (url,
+    country, minute) documents, and ``start >= boundary_ms`` once a batch run has set a boundary
+    (see indexing/boundary.py).
     """
     names = ViewNames(settings.index_prefix)
-    speed_alias = {} if boundary_ms is None else {"filter": speed_filter(boundary_ms)}
+    speed_alias = {"filter": speed_filter(boundary_ms)}
     index_settings = {
         "number_of_shards": settings.shards,
         "number_of_replicas": settings.replicas,
@@ -59,7 +60,7 @@ def template_bodies(
                     "properties": {**VIEW_PROPERTIES, **SPEED_PROPERTIES},
                 },
             },
-            "_meta": {"owner": "clickstream", "view": "speed", "grain": "minute"},
+            "_meta": {"owner": "clickstream", "view": "speed", "grain": "minute, hour"},
         },
     }
 
@@ -91,7 +92,28 @@ def create_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> 
         except Exception as exc:
             raise SchemaError(f"cannot put index template {name}: {exc}") from exc
         written.append(name)
+    upgrade_speed_indices(client, settings.index_prefix)
     return written
+
+
+def upgrade_speed_indices(client: Elasticsearch, prefix: str) -> list[str]:
+    """Add the fields this release's speed documents carry to existing speed indices (made by
+    an older template, whose strict mapping would refuse them); the indices changed."""
+    names = ViewNames(prefix)
+    changed = []
+    found = client.indices.get_mapping(
+        index=names.speed_pattern, allow_no_indices=True, ignore_unavailable=True
+    )
+    for index, body in dict(found).items():
+        properties = body.get("mappings", {}).get("properties", {})
+        absent = {k: v for k, v in SPEED_PROPERTIES.items() if k not in properties}
+        if absent:
+            try:
+                client.indices.put_mapping(index=index, properties=absent)
+            except Exception as exc:
+                raise SchemaError(f"cannot add {sorted(absent)} to {index}: {exc}") from exc
+            changed.append(index)
+    return changed
 
 
 def ensure_batch_index(client: Elasticsearch, prefix: str) -> str:

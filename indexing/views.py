@@ -27,10 +27,13 @@ VIEW_PROPERTIES: Final[dict[str, Any]] = {
     "time_spent_count": {"type": "long"},
     "avg_time_spent_ms": {"type": "double"},
 }
-#: What a speed document adds: its owning partition and the last offset folded in.
+#: What a speed document adds: its owning partition and the last offset folded in, and (like
+#: the cube) its level and grain: the speed layer rolls up at minute and hour grain.
 SPEED_PROPERTIES: Final[dict[str, Any]] = {
     "partition": {"type": "integer"},
     "last_offset": {"type": "long"},
+    "level": {"type": "keyword"},
+    "grain": {"type": "keyword"},
 }
 #: The fields a reader needs to merge views (``avg_time_spent_ms`` is derived, for Kibana).
 MEASURE_FIELDS: Final = tuple(name for name in VIEW_PROPERTIES if name != "avg_time_spent_ms")
@@ -50,6 +53,8 @@ LEVEL_KEYS: Final[dict[str, tuple[str, ...]]] = {
 #: The levels above (url, country): at hour grain the cube holds these, the (url, country)
 #: hours being the batch views themselves.
 COARSE_LEVELS: Final = (LEVEL_URL, LEVEL_COUNTRY, LEVEL_ALL)
+LEVELS: Final = (LEVEL_URL_COUNTRY, *COARSE_LEVELS)
+GRAIN_MINUTE: Final = "minute"
 GRAIN_HOUR: Final = "hour"
 GRAIN_DAY: Final = "day"
 
@@ -102,9 +107,17 @@ def cube_index(prefix: str) -> str:
     return f"{prefix}-cube-v1"
 
 
-def speed_filter(boundary_ms: int) -> dict[str, Any]:
-    """The alias filter of a speed index: minutes at or after the time boundary."""
-    return {"range": {"start": {"gte": boundary_ms, "format": "epoch_millis"}}}
+def speed_filter(boundary_ms: int | None) -> dict[str, Any]:
+    """The alias filter of a speed index: its (url, country, minute) documents (the grain and
+    level the batch views continue), at or after the time boundary if there is one. Readers of
+    the alias (Kibana) see each click once; the speed layer's rollups stay out of it."""
+    clauses: list[dict[str, Any]] = [
+        {"term": {"level": LEVEL_URL_COUNTRY}},
+        {"term": {"grain": GRAIN_MINUTE}},
+    ]
+    if boundary_ms is not None:
+        clauses.append({"range": {"start": {"gte": boundary_ms, "format": "epoch_millis"}}})
+    return {"bool": {"filter": clauses}}
 
 
 def batch_filter(boundary_ms: int) -> dict[str, Any]:
@@ -131,10 +144,14 @@ def view_id(url: str, country: str, hour_ms: int) -> str:
     return _digest(url, country, hour_ms, length=40)
 
 
-def speed_doc_id(partition: int, url: str, country: str, minute_ms: int) -> str:
-    """The id of the (url, country, minute) document owned by ``partition``: two partitions
-    never write the same document."""
-    return f"p{partition}-{_digest(url, country, minute_ms, length=32)}"
+def speed_doc_id(partition: int, key: tuple[str, str, str | None, str | None, int]) -> str:
+    """The id of the speed document ``key`` = (level, grain, url, country, start) owned by
+    ``partition``: two partitions never write the same document. A (url, country, minute)
+    document keeps the id of the releases that had only those."""
+    level, grain, url, country, start_ms = key
+    if level == LEVEL_URL_COUNTRY and grain == GRAIN_MINUTE:
+        return f"p{partition}-{_digest(url, country, start_ms, length=32)}"
+    return f"p{partition}-{_digest(level, grain, url or '', country or '', start_ms, length=32)}"
 
 
 def cube_id(level: str, grain: str, url: str | None, country: str | None, start_ms: int) -> str:
@@ -144,8 +161,8 @@ def cube_id(level: str, grain: str, url: str | None, country: str | None, start_
 
 def view_source(
     *,
-    url: str,
-    country: str,
+    url: str | None,
+    country: str | None,
     start_ms: int,
     clicks: int,
     bot_clicks: int,

@@ -59,9 +59,16 @@ class Answer:
         return self.late.waiting
 
 
-def notes_for(query: MetricsQuery, boundary_ms: int | None, late_error: str | None) -> list[str]:
+def notes_for(
+    query: MetricsQuery, boundary_ms: int | None, late_error: str | None, group_count: int = 0
+) -> list[str]:
     """Caveats of an answer that the numbers alone do not show."""
     notes = []
+    if query.default_top and query.top is not None and group_count > query.top:
+        notes.append(
+            f"showing the top {query.top} of {group_count} groups by clicks (the default; "
+            "ask for more or fewer with top); the total covers every group"
+        )
     if boundary_ms is not None and query.from_ms < boundary_ms:
         batch_end = min(query.to_ms, boundary_ms)
         if query.from_ms % HOUR_MS or batch_end % HOUR_MS:

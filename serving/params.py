@@ -50,6 +50,8 @@ class MetricsQuery:
     country: str | None = None
     group_by: tuple[str, ...] = ()
     top: int | None = None
+    #: Whether ``top`` is serving.default_top because the query gave none.
+    default_top: bool = False
 
 
 def parse_time(text: str, parameter: str) -> int:
@@ -156,11 +158,15 @@ def build_query(
             f"{settings.max_range_days}",
             "narrow the range (or raise CLICKSTREAM_SERVING__MAX_RANGE_DAYS)",
         )
+    grouping = parse_group_by(group_by)
+    kept = parse_top(top, settings.max_top)
+    defaulted = bool(grouping) and kept is None
     return MetricsQuery(
         from_ms=from_ms,
         to_ms=to_ms,
         url_prefix=parse_url_prefix(url, settings.max_url_prefix_bytes),
         country=parse_country(country),
-        group_by=parse_group_by(group_by),
-        top=parse_top(top, settings.max_top),
+        group_by=grouping,
+        top=settings.default_top if defaulted else kept,
+        default_top=defaulted,
     )

@@ -1,23 +1,29 @@
 """Which documents answer a query: the planner (pure: no I/O).
 
-Behind the boundary the batch layer holds views per (url, country, hour) and the cube's rollups
-per level and per hour and UTC day. A query reads the coarsest of them that answers it:
+Both layers keep rollups at four levels, (url, country), (url, all), (all, country) and
+(all, all), so a query reads the coarsest level and the coarsest buckets that answer it:
 
 * the **level** keeps only the keys the query needs: the url if it groups by url or filters by a
   url prefix, the country if it groups by country or filters by one. No url and no country is
-  the level (all, all): one document per bucket, whatever the traffic behind it;
-* the **grain**: whole UTC days inside the batch part read day rollups; the hours at its edges
-  read hour documents (the views at the (url, country) level, hour rollups at the others). As
-  before, an hour counts when it starts in the range.
+  the level (all, all): one document per bucket (and per partition in the speed layer),
+  whatever the traffic behind it;
+* **behind the boundary** (the batch layer) whole UTC days read the cube's day rollups and the
+  hours at the edges read hour documents (the (url, country, hour) views at that level, the
+  cube's hour rollups at the others). As before, an hour counts when it starts in the range;
+* **at or after the boundary** (the speed layer, whose documents are per Kafka partition) whole
+  hours read the speed layer's hour rollups and the minutes at the edges its minute rollups; a
+  minute counts when it starts in the range.
 
-At or after the boundary the speed layer's minute views answer, through the readers' alias.
+So a query reads about (groups + 1) x (days + edge hours + speed hours x partitions + edge
+minutes x partitions) documents: nothing in it grows with the event rate or the range length
+beyond its count of days.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clickstream.times import DAY_MS, HOUR_MS
+from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS
 from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, LEVEL_URL_COUNTRY
 from serving.params import MetricsQuery
 
@@ -26,15 +32,23 @@ Span = tuple[int, int]
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The documents of one query: batch hours and days at ``level``, then the speed tail."""
+    """The documents of one query at ``level``: batch hours and days, speed hours and minutes.
+    Each field holds ``[start, end)`` ranges of bucket starts."""
 
     level: str
-    #: ``[start, end)`` ranges of hour documents (each hour whose start is inside).
-    hours: tuple[Span, ...]
-    #: ``[start, end)`` ranges of whole UTC days, read as day rollups.
-    days: tuple[Span, ...]
-    #: Where the speed views start (None: the range has no part at or after the boundary).
-    speed_from: int | None
+    #: Hour documents of the batch layer (each hour whose start is inside).
+    hours: tuple[Span, ...] = ()
+    #: Whole UTC days of the batch layer, read as the cube's day rollups.
+    days: tuple[Span, ...] = ()
+    #: Whole hours of the speed layer, read as its hour rollups.
+    speed_hours: tuple[Span, ...] = ()
+    #: Minutes of the speed layer at the edges of its part (each minute whose start is inside).
+    speed_minutes: tuple[Span, ...] = ()
+
+    @property
+    def reads_speed(self) -> bool:
+        """Whether any part of the range is at or after the boundary."""
+        return bool(self.speed_hours or self.speed_minutes)
 
 
 def level_of(query: MetricsQuery) -> str:
@@ -52,23 +66,48 @@ def level_of(query: MetricsQuery) -> str:
 
 
 def plan(query: MetricsQuery, boundary_ms: int | None) -> Plan:
-    """Tile the query's range: batch hours at the edges, whole days between, speed after."""
+    """Tile the query's range: batch hours and days before the boundary, speed hours and
+    minutes at or after it (everything is speed before the first batch run)."""
     level = level_of(query)
-    if boundary_ms is None:  # no batch run yet: the speed layer holds everything
-        return Plan(level, (), (), query.from_ms)
-    speed_from = max(query.from_ms, boundary_ms) if query.to_ms > boundary_ms else None
-    batch_end = min(query.to_ms, boundary_ms)
-    if query.from_ms >= batch_end:
-        return Plan(level, (), (), speed_from)
-    first_hour = _ceil(query.from_ms, HOUR_MS)
-    hours_end = _ceil(batch_end, HOUR_MS)  # past the last hour that starts before batch_end
+    if boundary_ms is None:
+        speed_from: int | None = query.from_ms
+        hours: tuple[Span, ...] = ()
+        days: tuple[Span, ...] = ()
+    else:
+        speed_from = max(query.from_ms, boundary_ms) if query.to_ms > boundary_ms else None
+        hours, days = _batch_tiles(query.from_ms, min(query.to_ms, boundary_ms))
+    speed_hours: tuple[Span, ...] = ()
+    speed_minutes: tuple[Span, ...] = ()
+    if speed_from is not None:
+        speed_hours, speed_minutes = _speed_tiles(speed_from, query.to_ms)
+    return Plan(level, hours, days, speed_hours, speed_minutes)
+
+
+def _batch_tiles(start: int, end: int) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
+    """Hours (by start) at the edges of ``[start, end)`` and the whole UTC days between."""
+    first_hour = _ceil(start, HOUR_MS)
+    hours_end = _ceil(end, HOUR_MS)  # past the last hour that starts before end
     if first_hour >= hours_end:
-        return Plan(level, (), (), speed_from)
-    d0, d1 = _ceil(first_hour, DAY_MS), hours_end - hours_end % DAY_MS
-    if d0 >= d1:
-        return Plan(level, ((first_hour, hours_end),), (), speed_from)
-    edges = tuple(span for span in ((first_hour, d0), (d1, hours_end)) if span[0] < span[1])
-    return Plan(level, edges, ((d0, d1),), speed_from)
+        return (), ()
+    return _tile(first_hour, hours_end, DAY_MS)
+
+
+def _speed_tiles(start: int, end: int) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
+    """Minutes (by start) at the edges of ``[start, end)`` and the whole hours between."""
+    first_minute = _ceil(start, MINUTE_MS)
+    minutes_end = _ceil(end, MINUTE_MS)  # past the last minute that starts before end
+    if first_minute >= minutes_end:
+        return (), ()
+    return _tile(first_minute, minutes_end, HOUR_MS)[::-1]
+
+
+def _tile(start: int, end: int, size: int) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
+    """``[start, end)`` as (the edges, the whole buckets of ``size`` between)."""
+    inner_start, inner_end = _ceil(start, size), end - end % size
+    if inner_start >= inner_end:
+        return ((start, end),), ()
+    edges = tuple(span for span in ((start, inner_start), (inner_end, end)) if span[0] < span[1])
+    return edges, ((inner_start, inner_end),)
 
 
 def _ceil(ms: int, size: int) -> int:

@@ -2,14 +2,17 @@
 
 Queries are bool filters of term / prefix / range clauses only (no query-string parsing, so no
 parameter can inject query syntax). View documents are read through the readers' alias with a
-point in time and ``search_after``, only the fields the answer needs.
+point in time and ``search_after`` when there are more than a page, only the fields the answer
+needs. Groups are ranked by Elasticsearch (a composite aggregation summing clicks); documents are
+fetched only for the groups an answer shows and for its total.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
@@ -21,6 +24,7 @@ from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS
 from indexing.views import (
     GRAIN_DAY,
     GRAIN_HOUR,
+    GRAIN_MINUTE,
     LEVEL_URL_COUNTRY,
     MEASURE_FIELDS,
     ViewNames,
@@ -33,9 +37,24 @@ from serving.plan import Plan, Span
 from storage import late as late_ledger
 
 SOURCE_FIELDS: Final = [*MEASURE_FIELDS, "grain"]
-PAGE_SIZE: Final = 5000
+#: Hits per request; also the most one plain search may return (index.max_result_window).
+PAGE_SIZE: Final = 10_000
+#: Groups per composite aggregation page (below search.max_buckets, 65,536 by default).
+GROUP_PAGE: Final = 10_000
 KEEP_ALIVE: Final = "1m"
 _UNAVAILABLE_STATUS: Final = frozenset({429, 502, 503, 504})
+
+GroupKey = tuple[str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a plan: the index (or pattern) it reads and the query of its documents."""
+
+    index: str
+    #: Restricts a combined search to this part's index: a ``term`` or ``prefix`` on _index.
+    index_clause: dict[str, Any]
+    body: dict[str, Any]
 
 
 def filter_query(
@@ -45,7 +64,7 @@ def filter_query(
 ) -> dict[str, Any]:
     """The Elasticsearch query of a selection: a bool filter of range, prefix and term clauses.
     ``spans`` replace the query's range (any of them matches); ``rollup`` = (level, grain)
-    selects the cube's documents of one level and grain."""
+    selects the rollups of one level and grain (the cube's, or the speed layer's)."""
     ranges = spans if spans is not None else ((query.from_ms, query.to_ms),)
     clauses: list[dict[str, Any]] = [
         {
@@ -69,17 +88,18 @@ def filter_query(
 
 
 def view_doc(hit: dict[str, Any], prefix: str) -> ViewDoc:
-    """A search hit as a :class:`ViewDoc` (its layer and span from the index it came from)."""
+    """A search hit as a :class:`ViewDoc` (its layer and span from its index and grain)."""
     source = hit["_source"]
     sketch = source.get("users_sketch")
     index = hit["_index"]
+    grain = source.get("grain")
     layer: Layer
     if index == ViewNames(prefix).batch_index:
         layer, span = "batch", HOUR_MS
     elif index == cube_index(prefix):
-        layer, span = "cube", DAY_MS if source.get("grain") == GRAIN_DAY else HOUR_MS
+        layer, span = "cube", DAY_MS if grain == GRAIN_DAY else HOUR_MS
     else:
-        layer, span = "speed", MINUTE_MS
+        layer, span = "speed", HOUR_MS if grain == GRAIN_HOUR else MINUTE_MS
     return ViewDoc(
         layer=layer,
         url=source.get("url"),
@@ -117,51 +137,129 @@ def unavailable_as_error(url: str) -> Iterator[None]:
         ) from exc
 
 
-def parts(prefix: str, query: MetricsQuery, plan: Plan) -> list[tuple[str, dict[str, Any]]]:
-    """(index, query) of each part of the plan: batch hours, days, the speed tail."""
+def parts(prefix: str, query: MetricsQuery, plan: Plan) -> list[Part]:
+    """The parts of the plan: batch hours and days, speed hours and minutes."""
     names = ViewNames(prefix)
-    found: list[tuple[str, dict[str, Any]]] = []
+    cube = cube_index(prefix)
+    speed_clause = {"prefix": {"_index": f"{prefix}-speed-"}}
+    found: list[Part] = []
     if plan.hours:
         if plan.level == LEVEL_URL_COUNTRY:  # the (url, country) hours are the views themselves
-            found.append((names.batch_index, filter_query(query, plan.hours)))
+            body = filter_query(query, plan.hours)
+            found.append(Part(names.batch_index, {"term": {"_index": names.batch_index}}, body))
         else:
-            rollup = (plan.level, GRAIN_HOUR)
-            found.append((cube_index(prefix), filter_query(query, plan.hours, rollup)))
+            body = filter_query(query, plan.hours, (plan.level, GRAIN_HOUR))
+            found.append(Part(cube, {"term": {"_index": cube}}, body))
     if plan.days:
-        rollup = (plan.level, GRAIN_DAY)
-        found.append((cube_index(prefix), filter_query(query, plan.days, rollup)))
-    if plan.speed_from is not None:
-        # Through the alias, whose filters show only speed views at or after the boundary.
-        found.append((names.alias, filter_query(query, ((plan.speed_from, query.to_ms),))))
+        body = filter_query(query, plan.days, (plan.level, GRAIN_DAY))
+        found.append(Part(cube, {"term": {"_index": cube}}, body))
+    # The speed indices are read directly, not through the readers' alias (which shows only
+    # their minute views): the plan's spans start at or after the boundary it was made for.
+    for spans, grain in ((plan.speed_hours, GRAIN_HOUR), (plan.speed_minutes, GRAIN_MINUTE)):
+        if spans:
+            body = filter_query(query, spans, (plan.level, grain))
+            found.append(Part(names.speed_pattern, speed_clause, body))
     return found
 
 
-def count_views(client: Elasticsearch, prefix: str, query: MetricsQuery, plan: Plan) -> int:
-    """How many documents the plan reads."""
-    return sum(
-        int(
-            client.count(index=index, query=body, ignore_unavailable=True, allow_no_indices=True)[
-                "count"
-            ]
+def combined(found: Sequence[Part], groups: Sequence[GroupKey] = ()) -> tuple[str, dict[str, Any]]:
+    """One search over every part: (indices, query); ``groups`` keeps only those groups."""
+    indices = ",".join(dict.fromkeys(part.index for part in found))
+    should = [{"bool": {"filter": [part.index_clause, part.body]}} for part in found]
+    clauses: list[dict[str, Any]] = [{"bool": {"should": should, "minimum_should_match": 1}}]
+    if groups:
+        clauses.append(_groups_clause(groups))
+    return indices, {"bool": {"filter": clauses}}
+
+
+def _groups_clause(groups: Sequence[GroupKey]) -> dict[str, Any]:
+    urls = sorted({url for url, _ in groups if url is not None})
+    countries = sorted({country for _, country in groups if country is not None})
+    if urls and countries:  # (url, country) pairs: exactly those
+        pairs = [
+            {"bool": {"filter": [{"term": {"url": url}}, {"term": {"country": country}}]}}
+            for url, country in groups
+        ]
+        return {"bool": {"should": pairs, "minimum_should_match": 1}}
+    if urls:
+        return {"terms": {"url": urls}}
+    return {"terms": {"country": countries}}
+
+
+def rank_groups(
+    client: Elasticsearch, query: MetricsQuery, found: Sequence[Part]
+) -> list[tuple[GroupKey, int]]:
+    """Every group of the selection with its clicks, most clicks first (ties by key).
+
+    Summed by Elasticsearch with a composite aggregation, page by page: exact across shards
+    and indices (a ``terms`` aggregation ordered by a sum is not), and its cost is the number
+    of groups, not of events.
+    """
+    if not found or not query.group_by:
+        return []
+    indices, body = combined(found)
+    sources = [{field: {"terms": {"field": field}}} for field in query.group_by]
+    clicks: dict[GroupKey, int] = {}
+    after: dict[str, Any] | None = None
+    while True:
+        composite: dict[str, Any] = {"size": GROUP_PAGE, "sources": sources}
+        if after is not None:
+            composite["after"] = after
+        response = client.search(
+            index=indices,
+            query=body,
+            size=0,
+            aggs={
+                "groups": {"composite": composite, "aggs": {"clicks": {"sum": {"field": "clicks"}}}}
+            },
+            ignore_unavailable=True,
+            allow_no_indices=True,
+            track_total_hits=False,
         )
-        for index, body in parts(prefix, query, plan)
-    )
+        result = response.get("aggregations", {}).get("groups", {})
+        for bucket in result.get("buckets", []):
+            key = bucket["key"]
+            group = (key.get("url"), key.get("country"))
+            clicks[group] = clicks.get(group, 0) + int(bucket["clicks"]["value"])
+        after = result.get("after_key")
+        if after is None or len(result.get("buckets", [])) < GROUP_PAGE:
+            break
+    return sorted(clicks.items(), key=lambda item: (-item[1], item[0][0] or "", item[0][1] or ""))
 
 
 def fetch_views(
-    client: Elasticsearch, prefix: str, query: MetricsQuery, plan: Plan, limit: int
+    client: Elasticsearch,
+    prefix: str,
+    found: Sequence[Part],
+    limit: int,
+    groups: Sequence[GroupKey] = (),
 ) -> list[ViewDoc]:
-    """Every document of the plan, each part from one point in time; refused past ``limit``."""
-    docs: list[ViewDoc] = []
-    for index, body in parts(prefix, query, plan):
-        docs.extend(_fetch(client, prefix, index, body, limit - len(docs)))
-    return docs
+    """Every document of the parts (of ``groups`` only, if given) in one search, or through a
+    point in time when there are more than a page; refused past ``limit``."""
+    if not found:
+        return []
+    indices, body = combined(found, groups)
+    response = client.search(
+        index=indices,
+        query=body,
+        size=PAGE_SIZE,
+        source_includes=SOURCE_FIELDS,
+        track_total_hits=PAGE_SIZE + 1,
+        ignore_unavailable=True,
+        allow_no_indices=True,
+    )
+    hits = response["hits"]["hits"]
+    if response["hits"]["total"]["value"] <= PAGE_SIZE:
+        if len(hits) > limit:
+            raise too_broad(len(hits), limit)
+        return [view_doc(hit, prefix) for hit in hits]
+    return _fetch(client, prefix, indices, body, limit)
 
 
 def _fetch(
-    client: Elasticsearch, prefix: str, index: str, body: dict[str, Any], limit: int
+    client: Elasticsearch, prefix: str, indices: str, body: dict[str, Any], limit: int
 ) -> list[ViewDoc]:
-    pit = client.open_point_in_time(index=index, keep_alive=KEEP_ALIVE, ignore_unavailable=True)
+    pit = client.open_point_in_time(index=indices, keep_alive=KEEP_ALIVE, ignore_unavailable=True)
     pit_id = pit["id"]
     docs: list[ViewDoc] = []
     search_after: list[Any] | None = None
@@ -192,9 +290,9 @@ def too_broad(found: int, limit: int) -> TooBroadError:
     """The error of a selection with more documents than ``serving.max_documents``."""
     return TooBroadError(
         "from,to",
-        f"the selection holds at least {found} view documents, more than "
+        f"the selection holds at least {found} documents, more than "
         f"serving.max_documents = {limit}",
-        "narrow the range, add a url prefix or a country "
+        "narrow the range, add a url prefix or a country, or ask for fewer groups "
         "(or raise CLICKSTREAM_SERVING__MAX_DOCUMENTS)",
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 from elasticsearch import Elasticsearch
 
@@ -13,7 +14,7 @@ from indexing.client import connect
 from indexing.templates import read_boundary
 from serving import search
 from serving.answer import Answer, late_events, notes_for
-from serving.merge import Group, exact_grain, metrics, select
+from serving.merge import Group, Selection, metrics, select
 from serving.params import MetricsQuery
 from serving.plan import plan
 
@@ -25,6 +26,7 @@ class MetricsService(Closeable):
         self._settings = settings
         self._client: Elasticsearch | None = None
         self._lock = threading.Lock()  # the API calls from several worker threads
+        self._ledger: tuple[float, tuple[list[bytes] | None, str | None]] | None = None
 
     @property
     def client(self) -> Elasticsearch:
@@ -51,27 +53,31 @@ class MetricsService(Closeable):
         return health.get("status") in ("green", "yellow")
 
     def query(self, query: MetricsQuery) -> Answer:
-        """Merge the batch and speed views of the query's selection into an answer."""
+        """Merge the batch and speed documents of the query's selection into an answer: the
+        groups ranked by Elasticsearch, documents fetched for the groups shown and the total."""
         prefix = self._settings.elasticsearch.index_prefix
         limit = self._settings.serving.max_documents
         lg_k = self._settings.batch.hll_lg_k
+        client = self.client
         with search.unavailable_as_error(self._settings.elasticsearch.url):
             # The boundary first: it only moves forward, so an exact flag decided on it stays true.
-            boundary = read_boundary(self.client, prefix)
-            chosen = plan(query, boundary)
-            count = search.count_views(self.client, prefix, query, chosen)
-            if count > limit:
-                raise search.too_broad(count, limit)
-            docs = search.fetch_views(self.client, prefix, query, chosen, limit) if count else []
-            total, selections, group_count = select(query, boundary, docs)
-            if query.group_by and exact_grain(query, boundary) is not None:
-                # One stored bucket: the total's own level holds its exact count (the groups'
-                # documents are at a finer level, whose counts do not add up).
-                whole = dataclasses.replace(query, group_by=(), top=None)
-                found = search.fetch_views(self.client, prefix, whole, plan(whole, boundary), limit)
-                total = select(whole, boundary, found)[0]
-            speed_until = search.speed_until(self.client, prefix)
-        keys, late_error = search.late_ledger_keys(self._settings.hbase)
+            boundary = read_boundary(client, prefix)
+            # The total at its own level: with no group key it is the coarsest that answers.
+            whole = dataclasses.replace(query, group_by=(), top=None, default_top=False)
+            found = search.parts(prefix, whole, plan(whole, boundary))
+            total = select(whole, boundary, search.fetch_views(client, prefix, found, limit))[0]
+            selections: list[Selection] = []
+            group_count = 0
+            if query.group_by:
+                found = search.parts(prefix, query, plan(query, boundary))
+                ranked = search.rank_groups(client, query, found)
+                group_count = len(ranked)
+                shown = [key for key, _ in ranked[: query.top]]
+                if shown:
+                    docs = search.fetch_views(client, prefix, found, limit, shown)
+                    selections = select(query, boundary, docs)[1]
+            speed_until = search.speed_until(client, prefix)
+        keys, late_error = self._late_ledger()
         groups = tuple(Group(s.url, s.country, metrics(s, lg_k)) for s in selections)
         return Answer(
             query=query,
@@ -81,5 +87,20 @@ class MetricsService(Closeable):
             total=metrics(total, lg_k),
             groups=groups,
             group_count=group_count,
-            notes=tuple(notes_for(query, boundary, late_error)),
+            notes=tuple(notes_for(query, boundary, late_error, group_count)),
         )
+
+    def _late_ledger(self) -> tuple[list[bytes] | None, str | None]:
+        """The late ledger's keys, read at most every ``serving.late_ledger_cache_s``: it
+        changes when late events arrive or a batch run folds them in, and reading it opens a
+        Thrift connection and scans a table."""
+        ttl = self._settings.serving.late_ledger_cache_s
+        now = time.monotonic()
+        with self._lock:
+            cached = self._ledger
+            if cached is not None and now - cached[0] < ttl:
+                return cached[1]
+        found = search.late_ledger_keys(self._settings.hbase)
+        with self._lock:
+            self._ledger = (now, found)
+        return found

@@ -1,4 +1,4 @@
-"""The minute documents one daemon owns: applied contributions, rendered for Elasticsearch.
+"""The rollup documents one daemon owns: applied contributions, rendered for Elasticsearch.
 
 Pure: the store (speed/store.py) loads the documents a batch touches that are not in memory
 (``missing``), and writes what ``render`` returns with the document's last offset as its
@@ -15,9 +15,8 @@ from typing import Any
 
 from datasketches import hll_sketch
 
-from clickstream.times import MINUTE_MS
-from indexing.views import view_source
-from speed.state import Contribution, DocKey, SpeedDoc
+from indexing.views import GRAIN_MINUTE, LEVEL_URL_COUNTRY, view_source
+from speed.state import Contribution, RollupKey, SpeedDoc, span_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +29,21 @@ class Rendered:
     source: dict[str, Any]
 
 
-def speed_index(prefix: str, minute_ms: int) -> str:
-    """The daily speed index of a minute: ``<prefix>-speed-YYYY.MM.DD`` (UTC)."""
-    return f"{prefix}-speed-{time.strftime('%Y.%m.%d', time.gmtime(minute_ms / 1000))}"
+def speed_index(prefix: str, start_ms: int) -> str:
+    """The daily speed index of a bucket (a minute or an hour, never across a UTC day):
+    ``<prefix>-speed-YYYY.MM.DD``."""
+    return f"{prefix}-speed-{time.strftime('%Y.%m.%d', time.gmtime(start_ms / 1000))}"
 
 
 def render(doc: SpeedDoc, prefix: str) -> Rendered:
-    """The Elasticsearch form of ``doc`` (sketch compact-serialised, base64)."""
-    url, country, minute = doc.key
+    """The Elasticsearch form of ``doc`` (sketch compact-serialised, base64; url or country
+    absent where its level counts all of them, as in the batch cube)."""
+    level, grain, url, country, start = doc.key
     sketch = doc.sketch
     source = view_source(
         url=url,
         country=country,
-        start_ms=minute,
+        start_ms=start,
         clicks=doc.clicks,
         bot_clicks=doc.bot_clicks,
         unique_users=round(sketch.get_estimate()) if sketch is not None else 0,
@@ -50,17 +51,29 @@ def render(doc: SpeedDoc, prefix: str) -> Rendered:
         time_spent_sum_ms=doc.spent_sum,
         time_spent_count=doc.spent_count,
     )
-    source.update(partition=doc.partition, last_offset=doc.last_offset)
-    return Rendered(speed_index(prefix, minute), doc.doc_id, doc.last_offset, source)
+    source.update(partition=doc.partition, last_offset=doc.last_offset, level=level, grain=grain)
+    if url is None:
+        del source["url"]
+    if country is None:
+        del source["country"]
+    return Rendered(speed_index(prefix, start), doc.doc_id, doc.last_offset, source)
 
 
 def parse(partition: int, source: Mapping[str, Any], lg_k: int) -> SpeedDoc:
-    """A stored document back into its in-memory form."""
+    """A stored document back into its in-memory form (one written before the rollups, without
+    level and grain, is a (url, country, minute) document)."""
     encoded = source.get("users_sketch")
     sketch = hll_sketch.deserialize(base64.b64decode(encoded)) if encoded else None
+    key: RollupKey = (
+        source.get("level") or LEVEL_URL_COUNTRY,
+        source.get("grain") or GRAIN_MINUTE,
+        source.get("url"),
+        source.get("country"),
+        int(source["start"]),
+    )
     return SpeedDoc(
         partition=partition,
-        key=(source["url"], source["country"], int(source["start"])),
+        key=key,
         lg_k=lg_k,
         clicks=int(source["clicks"]),
         bot_clicks=int(source["bot_clicks"]),
@@ -76,25 +89,25 @@ class DocTable:
 
     def __init__(self, lg_k: int) -> None:
         self.lg_k = lg_k
-        self.docs: dict[tuple[int, DocKey], SpeedDoc] = {}
+        self.docs: dict[tuple[int, RollupKey], SpeedDoc] = {}
 
-    def missing(self, contributions: Iterable[Contribution]) -> list[tuple[int, DocKey]]:
+    def missing(self, contributions: Iterable[Contribution]) -> list[tuple[int, RollupKey]]:
         """Documents the contributions touch that are not in memory (to load, or new)."""
         wanted = {(c.partition, c.doc_key) for c in contributions}
-        return sorted(key for key in wanted if key not in self.docs)
+        return sorted((key for key in wanted if key not in self.docs), key=_sort_key)
 
     def add(self, docs: Iterable[SpeedDoc]) -> None:
         """Documents loaded from the store (or new, empty ones)."""
         for doc in docs:
             self.docs[(doc.partition, doc.key)] = doc
 
-    def new(self, partition: int, key: DocKey) -> SpeedDoc:
+    def new(self, partition: int, key: RollupKey) -> SpeedDoc:
         """An empty document (no contribution folded yet)."""
         return SpeedDoc(partition, key, self.lg_k)
 
     def apply(self, contributions: Iterable[Contribution]) -> list[SpeedDoc]:
         """Fold the contributions in (each once, by offset); the documents that changed."""
-        changed: dict[tuple[int, DocKey], SpeedDoc] = {}
+        changed: dict[tuple[int, RollupKey], SpeedDoc] = {}
         for contribution in contributions:
             key = (contribution.partition, contribution.doc_key)
             doc = self.docs.get(key)
@@ -110,11 +123,19 @@ class DocTable:
             del self.docs[key]
 
     def evict(self, partition: int, floor_ms: int) -> int:
-        """Forget documents of minutes wholly below ``floor_ms``; how many."""
-        old = [k for k in self.docs if k[0] == partition and k[1][2] + MINUTE_MS <= floor_ms]
+        """Forget documents whose bucket ends at or below ``floor_ms``; how many."""
+        old = [
+            k for k in self.docs if k[0] == partition and k[1][4] + span_of(k[1]) <= floor_ms
+        ]
         for key in old:
             del self.docs[key]
         return len(old)
+
+
+def _sort_key(item: tuple[int, RollupKey]) -> tuple[int, str, str, str, str, int]:
+    """Documents in a stable order (None sorts as the empty string)."""
+    partition, (level, grain, url, country, start) = item
+    return (partition, level, grain, url or "", country or "", start)
 
 
 __all__ = ["DocTable", "Rendered", "parse", "render", "speed_index"]

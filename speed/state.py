@@ -1,12 +1,17 @@
-"""The speed layer's pure core: user timelines and cumulative minute documents.
+"""The speed layer's pure core: user timelines and cumulative rollup documents.
 
 A click's time spent is the gap to the same user's next human click in event time (DESIGN.md),
 so each user's recent human clicks are kept sorted by ``(ts, event_id)``, the order the batch
 job uses. A click arriving out of order is inserted where it belongs: its predecessor's time
 spent changes and it takes the gap to its successor. Folding a click yields *contributions*
-(deltas per minute document, tagged with the message offset); a document applies a
-contribution only if the offset is past the last one it folded in. That makes a replay of any
-message, after a crash or a rebalance, a no-op for every document already holding it.
+(deltas per document, tagged with the message offset); a document applies a contribution
+only if the offset is past the last one it folded in. That makes a replay of any message, after
+a crash or a rebalance, a no-op for every document already holding it.
+
+Documents are rollups, as the batch cube's: per partition, at the levels (url, country), (url,
+all), (all, country) and (all, all), each at minute and hour grain. A click's deltas are computed
+once at its (url, country, minute) and added to the eight documents that contain it
+(:func:`rollup_keys`), merged per message so that one offset reaches each document once.
 
 Retention: a partition keeps the clicks within ``retention_ms`` of its newest event time
 (allowed lateness + session timeout). A click older than that is *beyond the horizon*: it is
@@ -22,14 +27,46 @@ from dataclasses import dataclass, field
 
 from datasketches import hll_sketch, tgt_hll_type
 
-from clickstream.times import MINUTE_MS
-from indexing.views import speed_doc_id
+from clickstream.times import HOUR_MS, MINUTE_MS
+from indexing.views import GRAIN_HOUR, GRAIN_MINUTE, LEVEL_KEYS, LEVELS, speed_doc_id
 
 #: The sketch type Spark's hll_sketch_agg builds; unions across types are exact either way.
 HLL_TYPE = tgt_hll_type.HLL_8
 
 DocKey = tuple[str, str, int]
-"""(normalised url, country, minute start ms): one speed document per partition."""
+"""(normalised url, country, minute start ms): the finest cell a click counts in."""
+
+RollupKey = tuple[str, str, str | None, str | None, int]
+"""(level, grain, url or None, country or None, bucket start ms): one speed document per
+partition; url / country are None where the level counts all of them."""
+
+#: Bucket length of each speed grain.
+GRAIN_MS: dict[str, int] = {GRAIN_MINUTE: MINUTE_MS, GRAIN_HOUR: HOUR_MS}
+
+
+def rollup_keys(key: DocKey) -> tuple[RollupKey, ...]:
+    """The documents a click of cell ``key`` counts in: every level at minute and hour grain."""
+    url, country, minute = key
+    found: list[RollupKey] = []
+    for grain, size in GRAIN_MS.items():
+        start = minute - minute % size
+        for level in LEVELS:
+            kept = LEVEL_KEYS[level]
+            found.append(
+                (
+                    level,
+                    grain,
+                    url if "url" in kept else None,
+                    country if "country" in kept else None,
+                    start,
+                )
+            )
+    return tuple(found)
+
+
+def span_of(key: RollupKey) -> int:
+    """The bucket length of a document (its grain's)."""
+    return GRAIN_MS[key[1]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +133,14 @@ class Delta:
     spent_count: int = 0
     users: list[str] = field(default_factory=list)
 
+    def add(self, other: Delta) -> None:
+        """Add ``other`` into this delta."""
+        self.clicks += other.clicks
+        self.bot_clicks += other.bot_clicks
+        self.spent_sum += other.spent_sum
+        self.spent_count += other.spent_count
+        self.users.extend(other.users)
+
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
@@ -103,16 +148,16 @@ class Contribution:
 
     partition: int
     offset: int
-    doc_key: DocKey
+    doc_key: RollupKey
     delta: Delta
 
 
 @dataclass(slots=True)
 class SpeedDoc:
-    """A cumulative minute document owned by one partition."""
+    """A cumulative rollup document owned by one partition."""
 
     partition: int
-    key: DocKey
+    key: RollupKey
     lg_k: int
     clicks: int = 0
     bot_clicks: int = 0
@@ -141,7 +186,7 @@ class SpeedDoc:
     @property
     def doc_id(self) -> str:
         """Its Elasticsearch id (see :func:`indexing.views.speed_doc_id`)."""
-        return speed_doc_id(self.partition, *self.key)
+        return speed_doc_id(self.partition, self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +213,7 @@ class PartitionState:
         self.next_offset = 0
         self._expired_at = 0
         self._doc_keys: dict[DocKey, DocKey] = {}
+        self._rollups: dict[DocKey, tuple[RollupKey, ...]] = {}
 
     @property
     def floor_ms(self) -> int:
@@ -193,12 +239,12 @@ class PartitionState:
             self.max_ts = max(self.max_ts, click.ts)
             if click.is_bot:
                 timeline.bots.add(identity)
-                deltas = {click.doc_key: Delta(bot_clicks=1)}
+                deltas = {self.doc_key(click.doc_key): Delta(bot_clicks=1)}
             else:
                 deltas = self._insert(timeline, click)
             contributions.extend(
                 Contribution(self.partition, click.offset, key, delta)
-                for key, delta in deltas.items()
+                for key, delta in self._rolled_up(deltas).items()
             )
         expired = self._expire()
         return FoldResult(contributions, changed - expired, expired, duplicates, beyond)
@@ -231,6 +277,27 @@ class PartitionState:
         """The one shared instance of ``key``: timelines hold references, not copies."""
         return self._doc_keys.setdefault(key, key)
 
+    def _rolled_up(self, deltas: dict[DocKey, Delta]) -> dict[RollupKey, Delta]:
+        """One message's cell deltas added into the documents containing each cell (one delta
+        per document: a document applies one contribution per offset)."""
+        if len(deltas) == 1:
+            ((key, delta),) = deltas.items()
+            return dict.fromkeys(self._rollups_of(key), delta)  # shared, never mutated
+        merged: dict[RollupKey, Delta] = {}
+        for key, delta in deltas.items():
+            for rollup in self._rollups_of(key):
+                total = merged.get(rollup)
+                if total is None:
+                    merged[rollup] = total = Delta()
+                total.add(delta)
+        return merged
+
+    def _rollups_of(self, key: DocKey) -> tuple[RollupKey, ...]:
+        found = self._rollups.get(key)
+        if found is None:
+            found = self._rollups[key] = rollup_keys(key)
+        return found
+
     def _spent(self, entry: Entry, following: Entry | None) -> int | None:
         if following is None:
             return None
@@ -254,4 +321,5 @@ class PartitionState:
                 timeline.expire(floor)
         cutoff = floor - floor % MINUTE_MS
         self._doc_keys = {key: key for key in self._doc_keys if key[2] >= cutoff}
+        self._rollups = {key: found for key, found in self._rollups.items() if key[2] >= cutoff}
         return expired

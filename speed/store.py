@@ -22,7 +22,7 @@ from clickstream.errors import Failure, RetriableError, SchemaError
 from indexing.failures import PARSING_TYPES, classify_bulk_item, error_type, mapping_mismatches
 from indexing.views import SPEED_PROPERTIES, VIEW_PROPERTIES, speed_doc_id
 from speed.docs import Rendered, parse, speed_index
-from speed.state import DocKey, SpeedDoc
+from speed.state import RollupKey, SpeedDoc
 
 log = structlog.get_logger(__name__)
 
@@ -57,12 +57,12 @@ class SpeedStore:
         self.prefix = prefix
         self.lg_k = lg_k
 
-    def load(self, keys: Sequence[tuple[int, DocKey]]) -> list[SpeedDoc]:
+    def load(self, keys: Sequence[tuple[int, RollupKey]]) -> list[SpeedDoc]:
         """The stored documents among ``keys`` (absent ones are simply not returned)."""
         if not keys:
             return []
         docs = [
-            {"_index": speed_index(self.prefix, k[2]), "_id": speed_doc_id(p, *k)} for p, k in keys
+            {"_index": speed_index(self.prefix, k[4]), "_id": speed_doc_id(p, k)} for p, k in keys
         ]
         try:
             response = self._client.mget(docs=docs, source_excludes=["avg_time_spent_ms"])

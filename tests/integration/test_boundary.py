@@ -17,7 +17,7 @@ from clickstream.times import HOUR_MS, MINUTE_MS
 from indexing.boundary import move_boundary, prune_speed, speed_indices
 from indexing.client import connect
 from indexing.templates import create_templates, drop_views, read_boundary
-from indexing.views import ViewNames, speed_filter
+from indexing.views import SPEED_PROPERTIES, VIEW_PROPERTIES, ViewNames, speed_filter
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +61,23 @@ def put(client: Elasticsearch, prefix: str, doc: dict[str, Any], layer: str) -> 
     else:
         client.index(
             index=speed_index(prefix, doc["start"]),
-            document={**doc, "partition": 0, "last_offset": 1},
+            document={
+                **doc,
+                "partition": 0,
+                "last_offset": 1,
+                "level": "url_country",
+                "grain": "minute",
+            },
         )
+
+
+def put_rollup(client: Elasticsearch, prefix: str, start: int, clicks: int) -> None:
+    """A speed layer (all, all) hour rollup: never visible through the alias, which shows the
+    (url, country, minute) views only (a reader would count its clicks twice)."""
+    doc = view("x", "x", start, clicks, ["r"])
+    del doc["url"], doc["country"]
+    rollup = {**doc, "partition": 0, "last_offset": 1, "level": "all", "grain": "hour"}
+    client.index(index=speed_index(prefix, start), document=rollup)
 
 
 @pytest.fixture
@@ -109,6 +124,8 @@ def test_a_reader_never_sees_both_layers_for_the_same_time(
     put(es, prefix, view("https://a.example/", "DE", H + HOUR_MS + MINUTE_MS, 2, ["u1"]), "speed")
     put(es, prefix, view("https://a.example/", "DE", H, 10, [f"u{m}" for m in range(10)]), "batch")
     put(es, prefix, view("https://b.example/", "FR", H, 5, ["v1", "v2"]), "batch")
+    put_rollup(es, prefix, H, 15)
+    put_rollup(es, prefix, H + HOUR_MS, 2)
     es.indices.refresh(index=f"{prefix}-*")
 
     before = alias_clicks(es, prefix, H, H + 2 * HOUR_MS)
@@ -163,18 +180,37 @@ def test_a_speed_index_created_after_the_move_gets_the_filter(
 def test_schema_create_keeps_the_boundary_in_the_template(
     es: Elasticsearch, settings: Settings
 ) -> None:
-    """Before any run the speed alias is unfiltered; re-running schema create after a move
-    keeps the filter (it reads the boundary in force)."""
+    """Before any run the speed alias shows every minute view; re-running schema create after
+    a move keeps the boundary in the filter (it reads the boundary in force)."""
     names = ViewNames(settings.elasticsearch.index_prefix)
 
     def template_alias() -> Any:
         found = es.indices.get_index_template(name=names.speed_template)
         return found["index_templates"][0]["index_template"]["template"]["aliases"]
 
-    assert template_alias() == {names.alias: {}}
+    assert template_alias() == {names.alias: {"filter": speed_filter(None)}}
     move_boundary(es, settings.elasticsearch, H)
     create_templates(es, settings.elasticsearch)
     assert template_alias() == {names.alias: {"filter": speed_filter(H)}}
+
+
+def test_schema_create_upgrades_a_speed_index_of_an_older_release(
+    es: Elasticsearch, settings: Settings
+) -> None:
+    """A speed index made before the speed rollups has a strict mapping without level and
+    grain, which would refuse every new document: schema create adds them."""
+    prefix = settings.elasticsearch.index_prefix
+    old = speed_index(prefix, H)
+    es.indices.delete_index_template(name=ViewNames(prefix).speed_template)
+    legacy = {k: v for k, v in SPEED_PROPERTIES.items() if k not in ("level", "grain")}
+    es.indices.create(
+        index=old, mappings={"dynamic": "strict", "properties": {**VIEW_PROPERTIES, **legacy}}
+    )
+    create_templates(es, settings.elasticsearch)
+    properties = es.indices.get_mapping(index=old)[old]["mappings"]["properties"]
+    assert properties["level"] == {"type": "keyword"}
+    assert properties["grain"] == {"type": "keyword"}
+    put_rollup(es, prefix, H, 1)  # accepted now
 
 
 def test_the_boundary_never_moves_back(es: Elasticsearch, settings: Settings) -> None:

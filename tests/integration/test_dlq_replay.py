@@ -44,11 +44,15 @@ def stored_rows(settings: Settings) -> dict[bytes, dict[bytes, bytes]]:
 
 
 def speed_clicks(client: Elasticsearch, settings: Settings) -> int:
-    """Clicks summed over the test's speed views."""
+    """Clicks summed over the test's speed views (their (all, all) hour rollups)."""
     index = f"{settings.elasticsearch.index_prefix}-speed-*"
     client.indices.refresh(index=index, allow_no_indices=True)
     result = client.search(
-        index=index, size=0, aggs={"clicks": {"sum": {"field": "clicks"}}}, allow_no_indices=True
+        index=index,
+        size=0,
+        query={"bool": {"filter": [{"term": {"level": "all"}}, {"term": {"grain": "hour"}}]}},
+        aggs={"clicks": {"sum": {"field": "clicks"}}},
+        allow_no_indices=True,
     )
     return int(result["aggregations"]["clicks"]["value"])
 

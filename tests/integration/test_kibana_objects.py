@@ -70,11 +70,19 @@ BATCH = [
     # Outside the dashboard's time range.
     _view((D, "DE", "2026-11-29T10:00:00Z", 1_000, 0, 1_000, 1)),
 ]
+MINUTE = {"partition": 0, "last_offset": 1, "level": "url_country", "grain": "minute"}
 SPEED = [
-    _view((A, "DE", "2026-11-30T12:00:00Z", 3, 1, 3_000, 1)),
-    _view((C, "US", "2026-11-30T12:01:00Z", 8, 0, 0, 0)),
+    {**_view((A, "DE", "2026-11-30T12:00:00Z", 3, 1, 3_000, 1)), **MINUTE},
+    {**_view((C, "US", "2026-11-30T12:01:00Z", 8, 0, 0, 0)), **MINUTE},
     # Behind the boundary, not yet pruned: the alias must hide it (or B would top the chart).
-    _view((B, "DE", "2026-11-30T11:30:00Z", 100, 50, 9_000, 9)),
+    {**_view((B, "DE", "2026-11-30T11:30:00Z", 100, 50, 9_000, 9)), **MINUTE},
+    # The speed layer's hour rollup of the two minutes: hidden by the alias (counted twice).
+    {
+        **_view((A, "DE", "2026-11-30T12:00:00Z", 11, 1, 3_000, 1)),
+        **MINUTE,
+        "level": "url",
+        "grain": "hour",
+    },
 ]
 
 
@@ -222,6 +230,7 @@ class TestValues:
         assert row["bot_clicks"] == 9.0
 
     def test_alias_hides_the_speed_document_behind_the_boundary(self, views: Views) -> None:
-        """The stale speed document is in its index but not behind the alias."""
-        assert views.es.count(index=views.speed_index)["count"] == 3
+        """The stale speed document and the rollup are in their index but not behind the
+        alias."""
+        assert views.es.count(index=views.speed_index)["count"] == 4
         assert views.es.count(index=views.names.alias)["count"] == 6

@@ -10,6 +10,9 @@ speed layers agree document for document.
 from __future__ import annotations
 
 import base64
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
 
 import datasketches
 import pytest
@@ -18,18 +21,35 @@ from pyspark.sql import SparkSession
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS
 from indexing.client import connect as es_connect
-from indexing.views import ViewNames
+from indexing.views import COARSE_LEVELS, GRAIN_HOUR, LEVEL_URL_COUNTRY, ViewNames, cube_index
 from processing.job import run_batch
 from serving.merge import Metrics
 from serving.params import MetricsQuery
 from serving.service import MetricsService
 from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms, wait_for
-from tests.integration.test_speed import all_documents, merged_users, per_hour
+from tests.integration.test_speed import (
+    MEASURES,
+    all_documents,
+    merged_users,
+    minutes,
+    of,
+    per_hour,
+)
 from traffic.generate import Traffic, publish
 from traffic.harness import committed
 from traffic.truth import GroundTruth
 
 pytestmark = pytest.mark.integration
+
+
+def by_bucket(docs: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], tuple[int, ...]]:
+    """Measures per (url, country, start) summed over documents (partitions), empty left out."""
+    sums: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * len(MEASURES))
+    for doc in docs:
+        row = sums[(doc.get("url"), doc.get("country"), doc["start"])]
+        for i, name in enumerate(MEASURES):
+            row[i] += doc[name]
+    return {key: tuple(row) for key, row in sums.items() if row[0] or row[1]}
 
 
 def _refresh(settings: Settings) -> None:
@@ -124,7 +144,9 @@ def assert_after_batch(
 def test_speed_and_batch_layers_agree_on_the_same_events(
     pipeline: Settings, spawn: Spawn, spark: SparkSession
 ) -> None:
-    """Per (url, country, hour): equal clicks, time spent, bots, and the same user sketch."""
+    """Per (url, country, hour): equal clicks, time spent, bots, and the same user sketch; and
+    at every level of the hour grain, the speed layer's rollups (summed over partitions) equal
+    the batch cube's."""
     traffic = make_traffic(events=2000, seed=32)
     start = traffic_start_ms()
     publish(traffic, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
@@ -134,11 +156,18 @@ def test_speed_and_batch_layers_agree_on_the_same_events(
     client = es_connect(pipeline.elasticsearch)
     try:
         prefix = pipeline.elasticsearch.index_prefix
-        speed = all_documents(client, f"{prefix}-speed-*")
+        stored = all_documents(client, f"{prefix}-speed-*")
         batch = all_documents(client, ViewNames(prefix).batch_index)
+        cube = all_documents(client, cube_index(prefix))
     finally:
         client.close()
+    speed = minutes(stored)
     assert per_hour(speed) == per_hour(batch)
+    assert per_hour(of(stored, LEVEL_URL_COUNTRY, GRAIN_HOUR)) == per_hour(batch)
+    for level in COARSE_LEVELS:
+        from_speed = by_bucket(of(stored, level, GRAIN_HOUR))
+        from_cube = by_bucket(d for d in cube if (d["level"], d["grain"]) == (level, GRAIN_HOUR))
+        assert from_speed == from_cube, level
     assert len(batch) == len(traffic.truth.groups)
 
     speed_by_group: dict[tuple[str, str, int], list[dict[str, object]]] = {}

@@ -37,6 +37,8 @@ from indexing.client import connect
 from indexing.templates import create_templates, drop_views, ensure_cube_index
 from indexing.views import GRAIN_HOUR, LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, ViewNames, cube_id
 from serving.api import create_app
+from speed.docs import Rendered, render
+from speed.state import RollupKey, SpeedDoc, rollup_keys
 from storage.admin import drop_tables
 from storage.connection import connect as hbase_connect
 from storage.late import ensure_late_table
@@ -124,8 +126,22 @@ def hour_rollups() -> dict[str, dict[str, Any]]:
     return rollups
 
 
-def speed_index(prefix: str, start: int) -> str:
-    return f"{prefix}-speed-{datetime.fromtimestamp(start / 1000, tz=UTC):%Y.%m.%d}"
+def speed_rollups(prefix: str) -> list[Rendered]:
+    """The speed layer's documents for SPEED and HIDDEN (partition 0), built and rendered by
+    the speed layer's own code: every level at minute and hour grain."""
+    docs: dict[RollupKey, SpeedDoc] = {}
+    for doc in [*SPEED, HIDDEN]:
+        for key in rollup_keys((doc.url, doc.country, doc.start)):
+            found = docs.setdefault(key, SpeedDoc(0, key, 12, last_offset=7))
+            found.clicks += doc.clicks
+            found.bot_clicks += doc.bots
+            found.spent_sum += doc.spent[0]
+            found.spent_count += doc.spent[1]
+            if found.sketch is None:
+                found.sketch = datasketches.hll_sketch(12, datasketches.tgt_hll_type.HLL_8)
+            for user in doc.members:
+                found.sketch.update(user)
+    return [render(doc, prefix) for doc in docs.values()]
 
 
 def index_all(client: Elasticsearch, settings: Settings) -> None:
@@ -137,9 +153,8 @@ def index_all(client: Elasticsearch, settings: Settings) -> None:
     cube = ensure_cube_index(client, es)
     for doc_id, rollup in hour_rollups().items():
         client.index(index=cube, id=doc_id, document=rollup)
-    for doc in [*SPEED, HIDDEN]:
-        speed = {**doc.source(), "partition": 0, "last_offset": 7}
-        client.index(index=speed_index(prefix, doc.start), document=speed)
+    for rendered in speed_rollups(prefix):
+        client.index(index=rendered.index, id=rendered.doc_id, document=rendered.source)
     client.indices.refresh(index=f"{prefix}-*")
     move_boundary(client, es, BOUNDARY)
 
@@ -203,12 +218,12 @@ def check_totals(body: dict[str, Any], docs: list[Doc], documents: int) -> None:
 
 class TestValues:
     def test_range_across_the_boundary_merges_both_layers(self, api: TestClient) -> None:
-        """Three hours: batch hours + speed minutes, the hidden speed doc left out; unique
-        users unioned across layers (an estimate), with the freshness facts."""
+        """Three hours: batch hours + the speed hour, the speed documents behind the boundary
+        left out; unique users unioned across layers (an estimate), with the freshness facts."""
         response = api.get("/v1/metrics", params={"from": iso(H), "to": iso(H + 3 * HOUR_MS)})
         assert response.status_code == 200, response.text
         body = response.json()
-        check_totals(body, [*BATCH, *SPEED], documents=4)  # two (all, all) hours + two minutes
+        check_totals(body, [*BATCH, *SPEED], documents=3)  # two (all, all) hours + a speed hour
         assert body["total"]["unique_users"]["exact"] is False
         # So few users are held exactly by the sketch (list mode), yet the flag says estimate.
         assert body["total"]["unique_users"]["value"] == len(union([*BATCH, *SPEED]))
@@ -255,12 +270,39 @@ class TestValues:
         assert body["filters"] == {"url_prefix": "https://a.", "country": "DE"}
 
     def test_speed_only_range_is_an_estimate_with_bounds(self, api: TestClient) -> None:
-        """After the boundary only speed minutes count, grouped by country."""
+        """After the boundary only the speed layer counts, grouped by country: one hour from
+        its hour rollups."""
         params = {"from": iso(BOUNDARY), "to": iso(BOUNDARY + HOUR_MS), "group_by": "country"}
         body = api.get("/v1/metrics", params=params).json()
-        check_totals(body, SPEED, documents=2)
-        assert [(g["country"], g["clicks"]) for g in body["groups"]] == [("DE", 2), ("FR", 1)]
+        check_totals(body, SPEED, documents=1)  # the (all, all) hour
+        assert [(g["country"], g["clicks"], g["documents"]) for g in body["groups"]] == [
+            ("DE", 2, 1),
+            ("FR", 1, 1),
+        ]
         assert not any(g["unique_users"]["exact"] for g in body["groups"])
+
+    def test_speed_minutes_answer_the_edges(self, api: TestClient) -> None:
+        """A range cutting the speed hour reads minute rollups; a minute counts when it starts
+        inside."""
+        start, end = BOUNDARY + MINUTE_MS + 1, BOUNDARY + 3 * MINUTE_MS + 1
+        params = {"from": iso(start)[:-1] + ".001Z", "to": iso(end)[:-1] + ".001Z"}
+        body = api.get("/v1/metrics", params={**params, "group_by": "url"}).json()
+        check_totals(body, [SPEED[1]], documents=1)  # minute +1 starts before from
+        assert [(g["url"], g["clicks"]) for g in body["groups"]] == [(B, 1)]
+
+    def test_a_grouped_query_without_top_shows_the_default_top(self, served: Settings) -> None:
+        """No top: serving.default_top groups, the answer says how many there were."""
+        small = served.model_copy(
+            update={"serving": served.serving.model_copy(update={"default_top": 1})}
+        )
+        with TestClient(create_app(small)) as client:
+            params = {"from": iso(H), "to": iso(H + 3 * HOUR_MS), "group_by": "country"}
+            body = client.get("/v1/metrics", params=params).json()
+        assert body["top"] == 1
+        assert body["group_count"] == 2
+        assert [(g["country"], g["clicks"]) for g in body["groups"]] == [("DE", 20)]
+        assert body["total"]["clicks"] == 25
+        assert any("top 1 of 2 groups" in note for note in body["notes"])
 
     def test_the_cli_answers_the_same_json(self, served: Settings, api: TestClient) -> None:
         """`clickstream query --format json` in a real process, configured by environment."""
@@ -280,7 +322,7 @@ class TestValues:
         )
         assert result.returncode == 0, result.stderr
         body = json.loads(result.stdout)
-        check_totals(body, [*BATCH, *SPEED], documents=5)  # 3 (url, *) hours + 2 minutes
+        check_totals(body, [*BATCH, *SPEED], documents=3)  # the total: (all, all) hours
         assert body["late_events_waiting"] == 2
         http = api.get(
             "/v1/metrics",

@@ -20,7 +20,7 @@ from clickstream.times import HOUR_MS
 from commands.stack.manager import Stack
 from indexing.client import connect as es_connect
 from speed.docs import Rendered, render
-from speed.state import SpeedDoc
+from speed.state import RollupKey, SpeedDoc, rollup_keys
 from speed.store import SpeedStore
 from tests.integration.helpers import Spawn, free_port, health, make_traffic, metric, wait_for
 from traffic.generate import Traffic, publish
@@ -34,12 +34,48 @@ Sums = dict[tuple[str, str, int], tuple[int, int, int, int]]
 
 
 def speed_documents(settings: Settings) -> list[dict[str, Any]]:
-    """Every speed document of the test's prefix."""
+    """Every speed document of the test's prefix: minute and hour rollups at every level."""
     client = es_connect(settings.elasticsearch)
     try:
         return all_documents(client, f"{settings.elasticsearch.index_prefix}-speed-*")
     finally:
         client.close()
+
+
+def of(docs: Iterable[dict[str, Any]], level: str, grain: str) -> list[dict[str, Any]]:
+    """The documents of one level and grain."""
+    return [doc for doc in docs if (doc["level"], doc["grain"]) == (level, grain)]
+
+
+def minutes(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The (url, country, minute) documents: the finest the speed layer keeps."""
+    return of(docs, "url_country", "minute")
+
+
+def assert_rollups_add_up(docs: list[dict[str, Any]]) -> None:
+    """Every level and grain of every partition holds the sum of its (url, country, minute)
+    cells, and its sketch their union: nothing is folded twice or missed in any rollup."""
+    expected: dict[tuple[int, RollupKey], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for doc in minutes(docs):
+        for key in rollup_keys((doc["url"], doc["country"], doc["start"])):
+            row = expected[(doc["partition"], key)]
+            for i, name in enumerate(MEASURES):
+                row[i] += doc[name]
+    stored = {(doc["partition"], rollup_key(doc)): [doc[name] for name in MEASURES] for doc in docs}
+    assert stored == expected
+    for level, grain in {(doc["level"], doc["grain"]) for doc in docs}:
+        rolled = of(docs, level, grain)
+        assert merged_users(rolled).get_estimate() == pytest.approx(
+            merged_users(minutes(docs)).get_estimate()
+        )
+
+
+MEASURES = ("clicks", "bot_clicks", "time_spent_sum_ms", "time_spent_count")
+
+
+def rollup_key(doc: dict[str, Any]) -> RollupKey:
+    """A stored speed document's key."""
+    return (doc["level"], doc["grain"], doc.get("url"), doc.get("country"), doc["start"])
 
 
 def all_documents(client: Elasticsearch, index: str) -> list[dict[str, Any]]:
@@ -56,6 +92,8 @@ def all_documents(client: Elasticsearch, index: str) -> list[dict[str, Any]]:
                 {"url": "asc"},
                 {"country": "asc"},
                 {"partition": {"order": "asc", "unmapped_type": "integer"}},
+                {"level": {"order": "asc", "unmapped_type": "keyword"}},
+                {"grain": {"order": "asc", "unmapped_type": "keyword"}},
             ],
             search_after=after,
             allow_no_indices=True,
@@ -101,10 +139,13 @@ def merged_users(docs: Iterable[dict[str, Any]], lg_k: int = 12) -> datasketches
 
 
 def assert_speed_equals_truth(settings: Settings, traffic: Traffic) -> None:
-    """Per (url, country, hour): clicks, bots and time spent exact; users within the bound."""
+    """Per (url, country, hour): clicks, bots and time spent exact, in the minute documents and
+    in the hour rollups; users within the bound; every rollup adds up."""
     docs = speed_documents(settings)
-    assert per_hour(docs) == truth_sums(traffic.truth)
-    sketch = merged_users(docs)
+    assert per_hour(minutes(docs)) == truth_sums(traffic.truth)
+    assert per_hour(of(docs, "url_country", "hour")) == truth_sums(traffic.truth)
+    assert_rollups_add_up(docs)
+    sketch = merged_users(minutes(docs))
     users = traffic.truth.unique_users
     assert sketch.get_lower_bound(2) <= users <= sketch.get_upper_bound(2)
 
@@ -163,7 +204,7 @@ def test_no_user_id_can_stop_the_daemon_that_restores_its_partition(
     restored = [json.loads(line) for line in log.splitlines() if "speed.restored" in line]
     assert sum(entry["users"] for entry in restored) == len(hostile)
     assert all(entry["malformed"] == 0 for entry in restored)
-    docs = speed_documents(pipeline)
+    docs = minutes(speed_documents(pipeline))
     assert sum(doc["clicks"] for doc in docs) == 2 * len(hostile)
     # Each user's first click knows its time spent (1 s x number of users later).
     assert sum(doc["time_spent_count"] for doc in docs) == len(hostile)
@@ -172,7 +213,7 @@ def test_no_user_id_can_stop_the_daemon_that_restores_its_partition(
 class TestStore:
     """SpeedStore against the real Elasticsearch: external versions fence stale writers."""
 
-    KEY = ("https://a.example/", "DE", 1_796_083_200_000)
+    KEY: RollupKey = ("url", "hour", "https://a.example/", None, 1_796_083_200_000)
 
     def _doc(self, prefix: str, offset: int, clicks: int) -> Rendered:
         doc = SpeedDoc(0, self.KEY, 12)
@@ -202,7 +243,8 @@ class TestStore:
             es_connect(pipeline.elasticsearch), pipeline.elasticsearch.index_prefix, 12
         )
         try:
-            assert store.load([(3, ("https://b.example/", "FR", 0))]) == []
+            key: RollupKey = ("url_country", "minute", "https://b.example/", "FR", 0)
+            assert store.load([(3, key)]) == []
         finally:
             store.close()
 

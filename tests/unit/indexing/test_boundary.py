@@ -37,9 +37,22 @@ class TestFilters:
         }
 
     def test_speed_filter_is_at_or_after(self) -> None:
-        """Speed indices show minutes from the boundary on."""
+        """Speed indices show their (url, country, minute) documents from the boundary on."""
         assert speed_filter(BOUNDARY) == {
-            "range": {"start": {"gte": BOUNDARY, "format": "epoch_millis"}}
+            "bool": {
+                "filter": [
+                    {"term": {"level": "url_country"}},
+                    {"term": {"grain": "minute"}},
+                    {"range": {"start": {"gte": BOUNDARY, "format": "epoch_millis"}}},
+                ]
+            }
+        }
+
+    def test_speed_filter_without_a_boundary_still_hides_the_rollups(self) -> None:
+        """Before the first batch run every minute shows, but never the speed rollups: the
+        alias's readers (Kibana) would count each click eight times."""
+        assert speed_filter(None) == {
+            "bool": {"filter": [{"term": {"level": "url_country"}}, {"term": {"grain": "minute"}}]}
         }
 
     def test_boundary_is_read_back_from_the_batch_filter(self) -> None:
@@ -78,10 +91,10 @@ class TestAliasActions:
 
 
 class TestSpeedTemplateAlias:
-    def test_unfiltered_before_the_first_batch_run(self) -> None:
-        """With no boundary, a new speed index joins the alias with no filter."""
+    def test_minutes_only_before_the_first_batch_run(self) -> None:
+        """With no boundary, a new speed index joins the alias showing its minute views."""
         body = template_bodies(ElasticsearchSettings(index_prefix="p"))["p-speed"]
-        assert body["template"]["aliases"] == {"p-views": {}}
+        assert body["template"]["aliases"] == {"p-views": {"filter": speed_filter(None)}}
 
     def test_filtered_from_the_boundary(self) -> None:
         """With a boundary, a new speed index joins the alias filtered from it."""

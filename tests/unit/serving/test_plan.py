@@ -35,14 +35,15 @@ class TestLevel:
 class TestTiling:
     def test_thirty_days_behind_the_boundary_are_days_with_hour_edges(self) -> None:
         """Whole days read day rollups; the hours before the first midnight and after the last
-        read hours; the speed views start at the boundary."""
+        read hours; the speed part starts at the boundary, its minutes after its last hour."""
         query = MetricsQuery(D - 5 * HOUR_MS, D + 30 * DAY_MS + 90 * MINUTE_MS)
-        boundary = D + 30 * DAY_MS + HOUR_MS
+        boundary = D + 30 * DAY_MS
         assert plan(query, boundary) == Plan(
             LEVEL_ALL,
-            hours=((D - 5 * HOUR_MS, D), (D + 30 * DAY_MS, boundary)),
+            hours=((D - 5 * HOUR_MS, D),),
             days=((D, D + 30 * DAY_MS),),
-            speed_from=boundary,
+            speed_hours=((boundary, boundary + HOUR_MS),),
+            speed_minutes=((boundary + HOUR_MS, boundary + 90 * MINUTE_MS),),
         )
 
     def test_an_hour_counts_when_it_starts_in_the_range(self) -> None:
@@ -53,20 +54,60 @@ class TestTiling:
     def test_no_batch_run_yet_is_all_speed(self) -> None:
         """Before the first batch run the speed layer holds everything."""
         query = MetricsQuery(D, D + 3 * DAY_MS)
-        assert plan(query, None) == Plan(LEVEL_ALL, (), (), D)
+        assert plan(query, None) == Plan(LEVEL_ALL, speed_hours=((D, D + 3 * DAY_MS),))
 
     def test_a_range_after_the_boundary_is_speed_only(self) -> None:
         """Nothing behind the boundary: no batch part."""
         query = MetricsQuery(D + 2 * HOUR_MS, D + 3 * HOUR_MS)
-        assert plan(query, D + HOUR_MS) == Plan(LEVEL_ALL, (), (), D + 2 * HOUR_MS)
+        assert plan(query, D + HOUR_MS) == Plan(
+            LEVEL_ALL, speed_hours=((D + 2 * HOUR_MS, D + 3 * HOUR_MS),)
+        )
 
     def test_a_range_before_the_boundary_has_no_speed_part(self) -> None:
         """One whole day behind the boundary: one day rollup per group, nothing else."""
         query = MetricsQuery(D, D + DAY_MS, group_by=("url",))
-        assert plan(query, D + 2 * DAY_MS) == Plan(LEVEL_URL, (), ((D, D + DAY_MS),), None)
+        assert plan(query, D + 2 * DAY_MS) == Plan(LEVEL_URL, days=((D, D + DAY_MS),))
 
     def test_less_than_a_day_is_hours(self) -> None:
         """No whole day inside: hours only."""
         query = MetricsQuery(D + HOUR_MS, D + 5 * HOUR_MS)
         assert plan(query, D + DAY_MS).hours == ((D + HOUR_MS, D + 5 * HOUR_MS),)
         assert plan(query, D + DAY_MS).days == ()
+
+
+class TestSpeedTiling:
+    B = D + 10 * HOUR_MS  # the boundary
+
+    def test_the_last_minutes_are_minutes(self) -> None:
+        """Last 5 minutes, mid-hour: five minute rollups (per partition), no hour."""
+        now = self.B + 2 * HOUR_MS + 17 * MINUTE_MS + 12_345
+        found = plan(MetricsQuery(now - 5 * MINUTE_MS, now), self.B)
+        first = self.B + 2 * HOUR_MS + 13 * MINUTE_MS  # the first minute starting in the range
+        assert found == Plan(LEVEL_ALL, speed_minutes=((first, first + 5 * MINUTE_MS),))
+
+    def test_whole_hours_between_minute_edges(self) -> None:
+        """From mid-hour to mid-hour: minutes, then whole hours, then minutes."""
+        start, end = self.B + 20 * MINUTE_MS, self.B + 3 * HOUR_MS + 7 * MINUTE_MS
+        assert plan(MetricsQuery(start, end), self.B) == Plan(
+            LEVEL_ALL,
+            speed_hours=((self.B + HOUR_MS, self.B + 3 * HOUR_MS),),
+            speed_minutes=((start, self.B + HOUR_MS), (self.B + 3 * HOUR_MS, end)),
+        )
+
+    def test_a_minute_counts_when_it_starts_in_the_range(self) -> None:
+        """A range starting mid-minute skips that minute; one ending mid-minute keeps it."""
+        start, end = self.B + 30_000, self.B + 2 * MINUTE_MS + 1
+        assert plan(MetricsQuery(start, end), self.B).speed_minutes == (
+            (self.B + MINUTE_MS, self.B + 3 * MINUTE_MS),
+        )
+
+    def test_thirty_days_reaching_now(self) -> None:
+        """The everyday question: days, two edge hours, speed hours and the current hour's
+        minutes; at most 31 + 46 + 60 buckets however long the range."""
+        now = self.B + HOUR_MS + 42 * MINUTE_MS
+        found = plan(MetricsQuery(now - 30 * DAY_MS, now, group_by=("url",)), self.B)
+        assert found.level == LEVEL_URL
+        assert found.days == ((D - 29 * DAY_MS, D),)
+        assert found.hours == ((D - 29 * DAY_MS - 12 * HOUR_MS, D - 29 * DAY_MS), (D, self.B))
+        assert found.speed_hours == ((self.B, self.B + HOUR_MS),)
+        assert found.speed_minutes == ((self.B + HOUR_MS, now),)

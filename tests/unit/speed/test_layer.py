@@ -18,7 +18,7 @@ from speed.changelog import (
 )
 from speed.docs import Rendered, parse
 from speed.layer import SpeedLayer
-from speed.state import DocKey, PartitionState, SpeedClick, SpeedDoc
+from speed.state import PartitionState, RollupKey, SpeedClick, SpeedDoc
 from speed.store import Written
 
 TIMEOUT = 30 * MINUTE_MS
@@ -33,15 +33,15 @@ class MemoryStore:
     lg_k = 12
 
     def __init__(self) -> None:
-        self.saved: dict[tuple[int, DocKey], dict[str, Any]] = {}
+        self.saved: dict[tuple[int, RollupKey], dict[str, Any]] = {}
 
-    def load(self, keys: Sequence[tuple[int, DocKey]]) -> list[SpeedDoc]:
+    def load(self, keys: Sequence[tuple[int, RollupKey]]) -> list[SpeedDoc]:
         return [parse(p, self.saved[(p, k)], self.lg_k) for p, k in keys if (p, k) in self.saved]
 
     def write(self, docs: list[Rendered]) -> Written:
         for doc in docs:
             source = doc.source
-            key = (source["url"], source["country"], source["start"])
+            key = parse(source["partition"], source, self.lg_k).key
             self.saved[(source["partition"], key)] = source
         return Written(len(docs))
 
@@ -118,8 +118,8 @@ class TestRestore:
         speed.assigned([0])  # a rebalance: the state and the documents reload
         again = speed.fold([click(0, 0), click(0, 1, user="v")])
         assert again.docs == []
-        (doc,) = store.saved.values()
-        assert doc["clicks"] == 2
+        assert len(store.saved) == 8  # one cell: every level at minute and hour grain
+        assert {doc["clicks"] for doc in store.saved.values()} == {2}
 
 
 class TestMigration:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import defaultdict
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from clickstream.errors import SchemaError
 from clickstream.times import MINUTE_MS
+from indexing.views import speed_doc_id
 from speed.changelog import (
     PARTITION_KEY,
     decode_timeline,
@@ -20,7 +22,10 @@ from speed.changelog import (
     user_key,
 )
 from speed.docs import DocTable, parse, render, speed_index
-from speed.state import PartitionState, SpeedClick
+from speed.state import PartitionState, RollupKey, SpeedClick, SpeedDoc, rollup_keys
+
+Cell = tuple[str, str, int]
+Measures = tuple[int, int, int, int]
 
 TIMEOUT = 30 * MINUTE_MS
 RETENTION = 4 * 3_600_000
@@ -62,13 +67,42 @@ def fold_all(batches: list[list[SpeedClick]]) -> DocTable:
     return table
 
 
-def observed(table: DocTable) -> dict[tuple[str, str, int], tuple[int, int, int, int]]:
-    """The table's documents in the reference's shape (empty ones left out)."""
+def observed(table: DocTable) -> dict[Cell, Measures]:
+    """The table's (url, country, minute) documents in the reference's shape (empty ones left
+    out)."""
+    return {
+        (url, country, start): measures
+        for (level, grain, url, country, start), measures in observed_rollups(table).items()
+        if level == "url_country" and grain == "minute" and url and country
+    }
+
+
+def observed_rollups(table: DocTable) -> dict[RollupKey, Measures]:
+    """Every document of the table by its rollup key (empty ones left out)."""
     return {
         key: (d.clicks, d.bot_clicks, d.spent_sum, d.spent_count)
         for (_, key), d in table.docs.items()
         if d.clicks or d.bot_clicks
     }
+
+
+def rolled_up(cells: dict[Cell, Measures]) -> dict[RollupKey, Measures]:
+    """The reference's cells added up into every level and grain they belong to."""
+    out: dict[RollupKey, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for cell, measures in cells.items():
+        for key in rollup_keys(cell):
+            row = out[key]
+            for i, value in enumerate(measures):
+                row[i] += value
+    return {key: (a, b, c, d) for key, (a, b, c, d) in out.items()}
+
+
+def minute_doc(table: DocTable) -> SpeedDoc:
+    """The one (url, country, minute) document of a table that holds one."""
+    (doc,) = (
+        d for (_, key), d in table.docs.items() if key[0] == "url_country" and key[1] == "minute"
+    )
+    return doc
 
 
 class TestTimeSpent:
@@ -126,7 +160,10 @@ class TestTimeSpent:
         ]
         cuts = sorted(rng.sample(range(len(delivered) + 1), k=min(3, len(delivered) + 1)))
         batches = [delivered[a:b] for a, b in zip([0, *cuts], [*cuts, len(delivered)], strict=True)]
-        assert observed(fold_all(batches)) == reference(clicks)
+        table = fold_all(batches)
+        assert observed(table) == reference(clicks)
+        # Every level and grain holds the sum of its cells: each offset reached each once.
+        assert observed_rollups(table) == rolled_up(reference(clicks))
 
 
 class TestReplay:
@@ -141,6 +178,7 @@ class TestReplay:
         changed = table.apply(fresh.fold(clicks).contributions)
         assert changed == []
         assert observed(table) == before
+        assert len(observed_rollups(table)) > len(before)  # the rollups were replayed too
 
     def test_restoring_from_the_changelog_continues_exactly(self) -> None:
         """State checkpointed mid-stream, decoded into a new state, gives the same result."""
@@ -168,7 +206,7 @@ class TestReplay:
         reloaded = DocTable(12)
         reloaded.add(parse(0, render(d, "p").source, 12) for d in table.docs.values())
         reloaded.apply(restored.fold(clicks[40:]).contributions)
-        assert observed(reloaded) == observed(straight)
+        assert observed_rollups(reloaded) == observed_rollups(straight)
 
     def test_a_timeline_round_trips(self) -> None:
         """encode/decode keep every entry, bot keys and the dedup set."""
@@ -201,11 +239,64 @@ class TestHorizon:
         ]
 
 
+class TestRollups:
+    def test_a_click_counts_in_eight_documents(self) -> None:
+        """(url, country), (url, all), (all, country), (all, all), each per minute and hour."""
+        table = fold_all([[click(0, "a", T0 + 5 * MINUTE_MS + 7)]])
+        minute, hour = T0 + 5 * MINUTE_MS, T0
+        assert set(observed_rollups(table)) == {
+            ("url_country", "minute", "u1", "DE", minute),
+            ("url", "minute", "u1", None, minute),
+            ("country", "minute", None, "DE", minute),
+            ("all", "minute", None, None, minute),
+            ("url_country", "hour", "u1", "DE", hour),
+            ("url", "hour", "u1", None, hour),
+            ("country", "hour", None, "DE", hour),
+            ("all", "hour", None, None, hour),
+        }
+
+    def test_a_message_that_changes_two_cells_reaches_a_shared_rollup_once(self) -> None:
+        """A late click changes its predecessor's cell and its own: the hour documents that
+        hold both get the sum of both deltas under the one offset, not just the first."""
+        first, last = click(0, "a", T0, "u1"), click(1, "a", T0 + 20 * MINUTE_MS, "u3")
+        late = click(2, "a", T0 + 8 * MINUTE_MS, "u2")
+        table = fold_all([[first, last], [late]])
+        hour = observed_rollups(table)[("all", "hour", None, None, T0)]
+        assert hour == (3, 0, 20 * MINUTE_MS, 2)
+
+    def test_rendered_rollups_leave_out_what_they_count_all_of(self) -> None:
+        """Like the cube: url / country absent where the level counts all; a round trip keeps
+        the key."""
+        table = fold_all([[click(0, "a", T0)]])
+        for doc in table.docs.values():
+            source = render(doc, "cs").source
+            assert (source["level"], source["grain"]) == doc.key[:2]
+            assert ("url" in source, "country" in source) == (
+                doc.key[2] is not None,
+                doc.key[3] is not None,
+            )
+            assert parse(0, source, 12).key == doc.key
+
+    def test_a_minute_view_keeps_the_id_of_older_releases(self) -> None:
+        """Their stored (url, country, minute) documents are found again by id (and their
+        offsets keep fencing replays); rollups get ids of their own."""
+        key = ("url_country", "minute", "u1", "DE", T0)
+        digest = hashlib.sha256(f"u1\0DE\0{T0}".encode()).hexdigest()[:32]
+        assert speed_doc_id(3, key) == f"p3-{digest}"
+        assert speed_doc_id(3, ("url_country", "hour", "u1", "DE", T0)) != f"p3-{digest}"
+
+    def test_a_document_of_an_older_release_parses_as_a_minute_view(self) -> None:
+        """Stored before the rollups (no level, no grain): a (url, country, minute) view."""
+        source = render(minute_doc(fold_all([[click(0, "a", T0)]])), "cs").source
+        del source["level"], source["grain"]
+        assert parse(0, source, 12).key == ("url_country", "minute", "u1", "DE", T0)
+
+
 class TestDocuments:
     def test_rendered_document_carries_version_and_sketch(self) -> None:
         """The version is the last offset; the sketch estimates the distinct users."""
         table = fold_all([[click(0, "a", T0), click(1, "b", T0 + 1), click(2, "a", T0 + 2)]])
-        (doc,) = table.docs.values()
+        doc = minute_doc(table)
         rendered = render(doc, "cs")
         assert rendered.version == 2
         assert rendered.index == speed_index("cs", T0) == "cs-speed-" + _day(T0)
@@ -219,7 +310,7 @@ class TestDocuments:
     def test_document_ids_differ_per_partition(self, partition: int) -> None:
         """Two partitions never share a document: each owns its own."""
         table = fold_all([[click(0, "a", T0)]])
-        (doc,) = table.docs.values()
+        doc = minute_doc(table)
         doc.partition = partition
         assert doc.doc_id.startswith(f"p{partition}-")
 
