@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLICKSTREAM := $(BIN)/clickstream
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help prereqs install lint unit integration test up down status logs schema run serve readme bench bench-ingest bench-batch bench-freshness acceptance clean
+.PHONY: help prereqs install lint unit integration test up down status logs schema run serve readme bench bench-ingest bench-batch bench-freshness bench-serving bench-serving-live acceptance clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,16 +63,19 @@ logs: install ## tail the servers' logs
 schema: up ## create topics, the HBase table and index templates (idempotent)
 	$(CLICKSTREAM) schema create
 
-RUN_EVENTS ?= 20000
+RUN_EVENTS ?= 40000
 
 run: schema ## the pipeline end to end: traffic -> ingest (HBase + speed) -> query -> batch -> query
 	@mkdir -p .run
 	@set -euo pipefail; \
-	start=$$(date -u -d '-6 hours' +%Y-%m-%dT%H:00Z); \
+	start=$$(date -u -d '-2 days' +%Y-%m-%dT00:00Z); \
+	hours=$$(( ($$(date -u +%s) - $$(date -u -d "$$start" +%s)) / 3600 )); \
 	seam=$$(date -u -d '-3 hours' +%Y-%m-%dT%H:00Z); \
 	hour=$$(date -u -d '-4 hours' +%Y-%m-%dT%H:00Z); \
+	yesterday=$$(date -u -d '-1 day' +%Y-%m-%dT00:00Z); \
+	today=$$(date -u +%Y-%m-%dT00:00Z); \
 	end=$$(date -u -d '+1 hour' +%Y-%m-%dT%H:00Z); \
-	$(CLICKSTREAM) generate --events $(RUN_EVENTS) --start $$start --hours 6 --truth .run/truth.json; \
+	$(CLICKSTREAM) generate --events $(RUN_EVENTS) --start $$start --hours $$hours --truth .run/truth.json; \
 	CLICKSTREAM_SPEED__ALLOWED_LATENESS_S=10800 \
 	  $(CLICKSTREAM) ingest --exit-when-idle 5 --instance make-run; \
 	echo; echo "== 1. live numbers from the speed layer, [$$start, $$end) =="; \
@@ -87,12 +90,17 @@ run: schema ## the pipeline end to end: traffic -> ingest (HBase + speed) -> que
 	  from=$$watermark; \
 	fi; \
 	$(CLICKSTREAM) batch --from $$from --to $$seam; \
-	echo; echo "== 3. the same query, merged: batch before $$seam, speed after (the same totals,"; \
-	echo "   plus any late events step 1 reported waiting: a re-run lands behind the last boundary) =="; \
+	echo; echo "== 3. the same query, merged: batch days and hours before $$seam, speed hours and"; \
+	echo "   minutes after (the same totals, plus any late events step 1 reported waiting) =="; \
 	$(CLICKSTREAM) query --from $$start --to $$end; \
 	$(CLICKSTREAM) query --from $$start --to $$end --group-by country --top 5; \
 	echo; echo "== 4. one whole hour behind the boundary: unique users exact =="; \
 	$(CLICKSTREAM) query --from $$hour --to $$seam --group-by url --top 3; \
+	echo; echo "== 5. a whole day (yesterday, from the cube's day rollups): exact too =="; \
+	$(CLICKSTREAM) query --from $$yesterday --to $$today --group-by country --top 3; \
+	echo; echo "== 6. the last 30 days by url: days, edge hours, then the speed layer's hours and minutes =="; \
+	$(CLICKSTREAM) query --from $$(date -u -d '-30 days' +%Y-%m-%dT%H:%M:%SZ) \
+	  --to $$(date -u +%Y-%m-%dT%H:%M:%SZ) --group-by url --top 5; \
 	echo; $(CLICKSTREAM) inspect --hours 7; \
 	echo; echo "ground truth of this run: .run/truth.json; the API: make serve"
 
@@ -111,7 +119,13 @@ bench-batch: up ## batch runtime for one hour, before and after 10x more data in
 bench-freshness: up ## how long an event takes to show in the merged answer at 1,000 events/s
 	$(BIN)/python bench/freshness_bench.py
 
-bench: bench-ingest bench-batch bench-freshness ## every benchmark
+bench-serving: up ## API query latency on 30 days x 5,000 URLs + a speed tail at 1,000 events/s
+	$(BIN)/python bench/serving_bench.py
+
+bench-serving-live: up ## the last hour through the API over 600k events ingested for real, checked exactly
+	$(BIN)/python bench/serving_live.py
+
+bench: bench-ingest bench-batch bench-freshness bench-serving bench-serving-live ## every benchmark
 
 readme: install ## regenerate the README's settings table from the settings classes
 	$(CLICKSTREAM) config reference --update README.md

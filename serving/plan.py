@@ -12,7 +12,10 @@ Both layers keep rollups at four levels, (url, country), (url, all), (all, count
   cube's hour rollups at the others). As before, an hour counts when it starts in the range;
 * **at or after the boundary** (the speed layer, whose documents are per Kafka partition) whole
   hours read the speed layer's hour rollups and the minutes at the edges its minute rollups; a
-  minute counts when it starts in the range.
+  minute counts when it starts in the range. A range that reaches past the newest speed data
+  (``speed_until``: the everyday "up to now") reads its last, unfinished hour from the hour
+  rollups too: they hold exactly the minutes folded so far. That keeps the minutes, the
+  documents that multiply by partitions, to the realtime queries that start inside an hour.
 
 So a query reads about (groups + 1) x (days + edge hours + speed hours x partitions + edge
 minutes x partitions) documents: nothing in it grows with the event rate or the range length
@@ -44,6 +47,9 @@ class Plan:
     speed_hours: tuple[Span, ...] = ()
     #: Minutes of the speed layer at the edges of its part (each minute whose start is inside).
     speed_minutes: tuple[Span, ...] = ()
+    #: Whether the last speed hour is read whole because no speed data reaches past the range
+    #: (``speed_until``): to be checked again after reading.
+    open_end: bool = False
 
     @property
     def reads_speed(self) -> bool:
@@ -65,9 +71,11 @@ def level_of(query: MetricsQuery) -> str:
     return LEVEL_ALL
 
 
-def plan(query: MetricsQuery, boundary_ms: int | None) -> Plan:
+def plan(query: MetricsQuery, boundary_ms: int | None, speed_until_ms: int | None = None) -> Plan:
     """Tile the query's range: batch hours and days before the boundary, speed hours and
-    minutes at or after it (everything is speed before the first batch run)."""
+    minutes at or after it (everything is speed before the first batch run). With
+    ``speed_until_ms`` (the end of the newest speed minute), a range reaching past it reads its
+    last hour whole."""
     level = level_of(query)
     if boundary_ms is None:
         speed_from: int | None = query.from_ms
@@ -78,9 +86,13 @@ def plan(query: MetricsQuery, boundary_ms: int | None) -> Plan:
         hours, days = _batch_tiles(query.from_ms, min(query.to_ms, boundary_ms))
     speed_hours: tuple[Span, ...] = ()
     speed_minutes: tuple[Span, ...] = ()
+    open_end = False
     if speed_from is not None:
         speed_hours, speed_minutes = _speed_tiles(speed_from, query.to_ms)
-    return Plan(level, hours, days, speed_hours, speed_minutes)
+        speed_hours, speed_minutes, open_end = _close_end(
+            speed_hours, speed_minutes, speed_until_ms
+        )
+    return Plan(level, hours, days, speed_hours, speed_minutes, open_end)
 
 
 def _batch_tiles(start: int, end: int) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
@@ -99,6 +111,21 @@ def _speed_tiles(start: int, end: int) -> tuple[tuple[Span, ...], tuple[Span, ..
     if first_minute >= minutes_end:
         return (), ()
     return _tile(first_minute, minutes_end, HOUR_MS)[::-1]
+
+
+def _close_end(
+    hours: tuple[Span, ...], minutes: tuple[Span, ...], speed_until_ms: int | None
+) -> tuple[tuple[Span, ...], tuple[Span, ...], bool]:
+    """Read the last minute edge as its whole hour when it starts on the hour and no speed
+    data is past its end: the hour rollup then holds exactly those minutes."""
+    if speed_until_ms is None or not minutes:
+        return hours, minutes, False
+    start, end = minutes[-1]
+    if start % HOUR_MS or speed_until_ms > end:
+        return hours, minutes, False
+    if hours and hours[-1][1] == start:  # extends the whole hours before it
+        return (*hours[:-1], (hours[-1][0], start + HOUR_MS)), minutes[:-1], True
+    return (*hours, (start, start + HOUR_MS)), minutes[:-1], True
 
 
 def _tile(start: int, end: int, size: int) -> tuple[tuple[Span, ...], tuple[Span, ...]]:

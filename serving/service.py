@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from elasticsearch import Elasticsearch
 
@@ -17,6 +19,16 @@ from serving.answer import Answer, late_events, notes_for
 from serving.merge import Group, Selection, metrics, select
 from serving.params import MetricsQuery
 from serving.plan import plan
+
+
+@dataclass(frozen=True, slots=True)
+class _Selected:
+    """The merged selections of one answer, and whether a plan read an open end."""
+
+    total: Selection
+    groups: list[Selection]
+    group_count: int
+    open_end: bool
 
 
 class MetricsService(Closeable):
@@ -56,39 +68,68 @@ class MetricsService(Closeable):
         """Merge the batch and speed documents of the query's selection into an answer: the
         groups ranked by Elasticsearch, documents fetched for the groups shown and the total."""
         prefix = self._settings.elasticsearch.index_prefix
-        limit = self._settings.serving.max_documents
         lg_k = self._settings.batch.hll_lg_k
         client = self.client
         with search.unavailable_as_error(self._settings.elasticsearch.url):
             # The boundary first: it only moves forward, so an exact flag decided on it stays true.
             boundary = read_boundary(client, prefix)
-            # The total at its own level: with no group key it is the coarsest that answers.
-            whole = dataclasses.replace(query, group_by=(), top=None, default_top=False)
-            found = search.parts(prefix, whole, plan(whole, boundary))
-            total = select(whole, boundary, search.fetch_views(client, prefix, found, limit))[0]
-            selections: list[Selection] = []
-            group_count = 0
-            if query.group_by:
-                found = search.parts(prefix, query, plan(query, boundary))
-                ranked = search.rank_groups(client, query, found)
-                group_count = len(ranked)
-                shown = [key for key, _ in ranked[: query.top]]
-                if shown:
-                    docs = search.fetch_views(client, prefix, found, limit, shown)
-                    selections = select(query, boundary, docs)[1]
             speed_until = search.speed_until(client, prefix)
+            found = self._select(query, boundary, speed_until)
+            if found.open_end:
+                # The last hour was read whole because nothing newer than the range was folded;
+                # if something was meanwhile, read the range's minutes instead.
+                newer = search.speed_until(client, prefix)
+                if newer != speed_until:
+                    speed_until = newer
+                    found = self._select(query, boundary, None)
         keys, late_error = self._late_ledger()
-        groups = tuple(Group(s.url, s.country, metrics(s, lg_k)) for s in selections)
+        groups = tuple(Group(s.url, s.country, metrics(s, lg_k)) for s in found.groups)
         return Answer(
             query=query,
             boundary_ms=boundary,
             speed_until_ms=speed_until,
             late=late_events(keys, query, boundary, late_error),
-            total=metrics(total, lg_k),
+            total=metrics(found.total, lg_k),
             groups=groups,
-            group_count=group_count,
-            notes=tuple(notes_for(query, boundary, late_error, group_count)),
+            group_count=found.group_count,
+            notes=tuple(notes_for(query, boundary, late_error, found.group_count)),
         )
+
+    def _select(
+        self, query: MetricsQuery, boundary: int | None, speed_until: int | None
+    ) -> _Selected:
+        """The total at its own level (the query without its group key: the coarsest level
+        that answers) and, for a grouped query, the groups ranked and the shown ones merged.
+        The total and the shown groups' documents are fetched at the same time, the groups in
+        two halves: the cost of a broad answer is moving its sketches, which Elasticsearch
+        and this process then do on both cores."""
+        prefix = self._settings.elasticsearch.index_prefix
+        limit = self._settings.serving.max_documents
+        client = self.client
+        whole = dataclasses.replace(query, group_by=(), top=None, default_top=False)
+        whole_plan = plan(whole, boundary, speed_until)
+        found = search.parts(prefix, whole, whole_plan)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            total_docs = pool.submit(search.fetch_views, client, prefix, found, limit)
+            if not query.group_by:
+                total = select(whole, boundary, total_docs.result())[0]
+                return _Selected(total, [], 0, whole_plan.open_end)
+            chosen = plan(query, boundary, speed_until)
+            parts = search.parts(prefix, query, chosen)
+            ranked = search.rank_groups(client, query, parts)
+            shown = [key for key, _ in ranked[: query.top]]
+            half = (len(shown) + 1) // 2
+            fetches = [
+                pool.submit(search.fetch_views, client, prefix, parts, limit, chunk)
+                for chunk in (shown[:half], shown[half:])
+                if chunk
+            ]
+            docs = [doc for fetch in fetches for doc in fetch.result()]
+            total = select(whole, boundary, total_docs.result())[0]
+        groups = select(query, boundary, docs)[1] if docs else []
+        if len(docs) > limit:
+            raise search.too_broad(len(docs), limit)
+        return _Selected(total, groups, len(ranked), whole_plan.open_end or chosen.open_end)
 
     def _late_ledger(self) -> tuple[list[bytes] | None, str | None]:
         """The late ledger's keys, read at most every ``serving.late_ledger_cache_s``: it

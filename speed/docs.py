@@ -124,9 +124,7 @@ class DocTable:
 
     def evict(self, partition: int, floor_ms: int) -> int:
         """Forget documents whose bucket ends at or below ``floor_ms``; how many."""
-        old = [
-            k for k in self.docs if k[0] == partition and k[1][4] + span_of(k[1]) <= floor_ms
-        ]
+        old = [k for k in self.docs if k[0] == partition and k[1][4] + span_of(k[1]) <= floor_ms]
         for key in old:
             del self.docs[key]
         return len(old)

@@ -25,13 +25,17 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from datasketches import hll_sketch, tgt_hll_type
+from datasketches import hll_sketch
 
 from clickstream.times import HOUR_MS, MINUTE_MS
-from indexing.views import GRAIN_HOUR, GRAIN_MINUTE, LEVEL_KEYS, LEVELS, speed_doc_id
-
-#: The sketch type Spark's hll_sketch_agg builds; unions across types are exact either way.
-HLL_TYPE = tgt_hll_type.HLL_8
+from indexing.views import (
+    GRAIN_HOUR,
+    GRAIN_MINUTE,
+    LEVEL_KEYS,
+    LEVELS,
+    SKETCH_TYPE,
+    speed_doc_id,
+)
 
 DocKey = tuple[str, str, int]
 """(normalised url, country, minute start ms): the finest cell a click counts in."""
@@ -177,7 +181,7 @@ class SpeedDoc:
         self.spent_count += delta.spent_count
         if delta.users:
             if self.sketch is None:
-                self.sketch = hll_sketch(self.lg_k, HLL_TYPE)
+                self.sketch = hll_sketch(self.lg_k, SKETCH_TYPE)
             for user in delta.users:
                 self.sketch.update(user)
         self.last_offset = contribution.offset

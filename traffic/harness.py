@@ -1,4 +1,5 @@
-"""Driving `clickstream ingest` as a real process: for the integration tests and the benchmarks.
+"""Driving `clickstream ingest` and `clickstream serve` as real processes: for the integration
+tests and the benchmarks.
 
 The daemon is configured the way an operator would configure it, through CLICKSTREAM_*
 environment variables, and logs to a file (never a pipe nobody reads, which would block it).
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import Consumer, TopicPartition
 
 from clickstream.errors import ClickstreamError
@@ -140,3 +144,67 @@ def batch_throughput(batches: list[dict[str, Any]]) -> float:
     last = parse_ms(batches[-1]["timestamp"]) / 1000
     messages = sum(int(b["messages"]) for b in batches)
     return messages / max(last - first, 1e-9)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on (now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ApiProcess:
+    """A running `clickstream serve` on ``settings``' index prefix and table, logging to a file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    base_url: str
+
+    @classmethod
+    def start(cls, settings: Settings, timeout: float = 90) -> ApiProcess:
+        """Start it on a free port and wait for /healthz."""
+        port = free_port()
+        env = {
+            **os.environ,
+            "CLICKSTREAM_ELASTICSEARCH__INDEX_PREFIX": settings.elasticsearch.index_prefix,
+            "CLICKSTREAM_HBASE__TABLE": settings.hbase.table,
+        }
+        log_path = Path(tempfile.mkstemp(prefix="serve-bench-", suffix=".log")[1])
+        command = [sys.executable, "-m", "commands.cli", "serve"]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [*command, "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        api = cls(process, log_path, f"http://127.0.0.1:{port}")
+        api.wait_healthy(timeout)
+        return api
+
+    def wait_healthy(self, timeout: float) -> None:
+        """Poll /healthz until 200; exit with the log's end if it dies or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        log = self.log_path.read_text(errors="replace")[-3000:]
+        self.stop()
+        raise SystemExit(f"clickstream serve did not become healthy:\n{log}")
+
+    def stop(self) -> None:
+        """Terminate it (by its pid) and reap it; its log goes too."""
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        self.log_path.unlink(missing_ok=True)

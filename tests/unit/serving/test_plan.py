@@ -111,3 +111,37 @@ class TestSpeedTiling:
         assert found.hours == ((D - 29 * DAY_MS - 12 * HOUR_MS, D - 29 * DAY_MS), (D, self.B))
         assert found.speed_hours == ((self.B, self.B + HOUR_MS),)
         assert found.speed_minutes == ((self.B + HOUR_MS, now),)
+
+
+class TestOpenEnd:
+    B = D + 10 * HOUR_MS  # the boundary
+
+    def test_a_range_reaching_past_the_newest_data_reads_its_last_hour_whole(self) -> None:
+        """Up to now, nothing newer folded: the unfinished hour is its hour rollup."""
+        now = self.B + HOUR_MS + 42 * MINUTE_MS + 5
+        newest_end = self.B + HOUR_MS + 42 * MINUTE_MS  # the newest minute ends before `now`
+        found = plan(MetricsQuery(now - DAY_MS, now, group_by=("url",)), self.B, newest_end)
+        assert found.speed_hours == ((self.B, self.B + 2 * HOUR_MS),)
+        assert found.speed_minutes == ()
+        assert found.open_end is True
+
+    def test_data_past_the_range_keeps_the_minutes(self) -> None:
+        """Newer minutes exist (the range ends before now): the hour would count them."""
+        to = self.B + HOUR_MS + 20 * MINUTE_MS
+        found = plan(MetricsQuery(self.B, to), self.B, to + MINUTE_MS)
+        assert found.speed_minutes == ((self.B + HOUR_MS, to),)
+        assert found.open_end is False
+
+    def test_the_newest_minute_inside_the_range_counts_whole(self) -> None:
+        """A minute counts when it starts in the range: newest minute starting before `to`."""
+        to = self.B + 20 * MINUTE_MS + 1  # the minute at +20 starts inside
+        found = plan(MetricsQuery(self.B, to), self.B, self.B + 21 * MINUTE_MS)
+        assert found.speed_hours == ((self.B, self.B + HOUR_MS),)
+        assert found.open_end is True
+
+    def test_a_range_starting_inside_the_hour_stays_minutes(self) -> None:
+        """The realtime last 5 minutes: its minutes, whatever the newest data."""
+        now = self.B + 30 * MINUTE_MS
+        found = plan(MetricsQuery(now - 5 * MINUTE_MS, now), self.B, now)
+        assert found.speed_minutes == ((now - 5 * MINUTE_MS, now),)
+        assert found.open_end is False
