@@ -25,7 +25,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from results_file import save
+from results_file import percentile, save
 
 from clickstream.settings import Settings, load_settings
 from clickstream.times import HOUR_MS
@@ -39,12 +39,6 @@ from serving.service import MetricsService
 from storage.admin import create_table, drop_tables
 from traffic.harness import DaemonProcess, isolated
 from traffic.sender import Sender
-
-
-def percentile(values: list[float], share: float) -> float:
-    """The ``share`` quantile of ``values`` (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
-"""Where a benchmark's figures are kept: bench/results/<kind>-<UTC time>.json (git-ignored)."""
+"""Where a benchmark's figures are kept (bench/results/<kind>-<UTC time>.json, git-ignored), and
+the percentile they are reported at."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,3 +18,9 @@ def save(kind: str, report: dict[str, object]) -> Path:
     out.write_text(json.dumps(report, indent=2))
     print(f"saved {out}")
     return out
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """The ``share`` quantile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]

@@ -60,7 +60,7 @@ import numpy as np
 from datasketches import hll_sketch, hll_union
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from pyspark.sql import Row
-from results_file import save
+from results_file import percentile, save
 from serving_data import (
     Cell,
     Events,
@@ -126,12 +126,6 @@ SOURCE_FIELDS = [
 
 
 # --- pure helpers -----------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    """The ``share`` quantile of ``values`` (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def ceil_hour(ms: int) -> int:
@@ -472,14 +466,18 @@ def load_batch_views(writer: BulkWriter, spec: Spec, index: str) -> None:
         writer.add(batch_actions(spec.site, groups, spec.lg_k, index, day_start))
 
 
-def load_cube_hours(writer: BulkWriter, spec: Spec, index: str) -> None:
-    """The hour rollups at the levels above (url, country)."""
-    for day in range(spec.layout.days + 1):
+def load_cube(writer: BulkWriter, spec: Spec, index: str, grain: str) -> None:
+    """The cube's rollups of one grain: hours at the levels above (url, country), for every
+    day with batch hours; days at every level, for the completed days."""
+    hours = grain == GRAIN_HOUR
+    for day in range(spec.layout.days + 1 if hours else spec.layout.days):
         events = day_events(spec, day)
         if events is None:
             continue
+        if not hours:  # one bucket: the whole day
+            events = replace(events, bucket=np.zeros(len(events), dtype=np.int64))
         day_start = spec.layout.first_hour + day * DAY_MS
-        for level in COARSE_LEVELS:
+        for level in COARSE_LEVELS if hours else LEVELS:
             groups = aggregate(level_keys(spec.site, level, events), events)
             writer.add(
                 cube_actions(
@@ -488,30 +486,7 @@ def load_cube_hours(writer: BulkWriter, spec: Spec, index: str) -> None:
                     spec.lg_k,
                     index=index,
                     level=level,
-                    grain=GRAIN_HOUR,
-                    start=day_start,
-                )
-            )
-
-
-def load_cube_days(writer: BulkWriter, spec: Spec, index: str) -> None:
-    """The day rollups, every level, of the completed days."""
-    for day in range(spec.layout.days):
-        events = day_events(spec, day)
-        if events is None:
-            continue
-        whole_day = replace(events, bucket=np.zeros(len(events), dtype=np.int64))
-        day_start = spec.layout.first_hour + day * DAY_MS
-        for level in LEVELS:
-            groups = aggregate(level_keys(spec.site, level, whole_day), whole_day)
-            writer.add(
-                cube_actions(
-                    spec.site,
-                    groups,
-                    spec.lg_k,
-                    index=index,
-                    level=level,
-                    grain=GRAIN_DAY,
+                    grain=grain,
                     start=day_start,
                 )
             )
@@ -611,8 +586,8 @@ def load(client: Elasticsearch, settings: Settings, spec: Spec, done: list[str])
     )
     loaders: dict[str, Callable[[BulkWriter], None]] = {
         "batch_views": lambda w: load_batch_views(w, spec, batch),
-        "cube_hours": lambda w: load_cube_hours(w, spec, cube),
-        "cube_days": lambda w: load_cube_days(w, spec, cube),
+        "cube_hours": lambda w: load_cube(w, spec, cube, GRAIN_HOUR),
+        "cube_days": lambda w: load_cube(w, spec, cube, GRAIN_DAY),
         "speed": lambda w: load_speed(w, spec, prefix),
     }
     started = time.monotonic()

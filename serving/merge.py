@@ -106,6 +106,11 @@ class Selection:
     exact: ExactSource | None
 
 
+def rank_order(key: GroupKey, clicks: int) -> tuple[int, str, str]:
+    """How groups are ranked: most clicks first, then by key."""
+    return (-clicks, key[0] or "", key[1] or "")
+
+
 def group_key(doc: ViewDoc, group_by: Sequence[str]) -> GroupKey:
     """The (url, country) key of a document's group; None for a field not grouped by."""
     return (
@@ -158,8 +163,7 @@ def select(
         for doc in everything:
             grouped.setdefault(group_key(doc, query.group_by), []).append(doc)
     ranked = sorted(
-        grouped.items(),
-        key=lambda item: (-sum(d.clicks for d in item[1]), item[0][0] or "", item[0][1] or ""),
+        grouped.items(), key=lambda item: rank_order(item[0], sum(d.clicks for d in item[1]))
     )
     kept = ranked if query.top is None else ranked[: query.top]
     total = Selection(

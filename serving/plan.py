@@ -51,11 +51,6 @@ class Plan:
     #: (``speed_until``): to be checked again after reading.
     open_end: bool = False
 
-    @property
-    def reads_speed(self) -> bool:
-        """Whether any part of the range is at or after the boundary."""
-        return bool(self.speed_hours or self.speed_minutes)
-
 
 def level_of(query: MetricsQuery) -> str:
     """The coarsest level whose documents still carry every key the query filters or groups

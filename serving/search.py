@@ -31,7 +31,7 @@ from indexing.views import (
     cube_index,
 )
 from serving.errors import BackendUnavailableError, QueryError, TooBroadError
-from serving.merge import Layer, ViewDoc
+from serving.merge import GroupKey, Layer, ViewDoc, rank_order
 from serving.params import MetricsQuery
 from serving.plan import Plan, Span
 from storage import late as late_ledger
@@ -43,8 +43,6 @@ PAGE_SIZE: Final = 10_000
 GROUP_PAGE: Final = 10_000
 KEEP_ALIVE: Final = "1m"
 _UNAVAILABLE_STATUS: Final = frozenset({429, 502, 503, 504})
-
-GroupKey = tuple[str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +222,7 @@ def rank_groups(
         after = result.get("after_key")
         if after is None or len(result.get("buckets", [])) < GROUP_PAGE:
             break
-    return sorted(clicks.items(), key=lambda item: (-item[1], item[0][0] or "", item[0][1] or ""))
+    return sorted(clicks.items(), key=lambda item: rank_order(*item))
 
 
 def fetch_views(

@@ -125,10 +125,10 @@ class MetricsService(Closeable):
                 if chunk
             ]
             docs = [doc for fetch in fetches for doc in fetch.result()]
+            if len(docs) > limit:  # each half was checked alone
+                raise search.too_broad(len(docs), limit)
             total = select(whole, boundary, total_docs.result())[0]
         groups = select(query, boundary, docs)[1] if docs else []
-        if len(docs) > limit:
-            raise search.too_broad(len(docs), limit)
         return _Selected(total, groups, len(ranked), whole_plan.open_end or chosen.open_end)
 
     def _late_ledger(self) -> tuple[list[bytes] | None, str | None]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -35,14 +34,6 @@ def make_traffic(events: int, seed: int, hours: int = 6) -> Traffic:
         hours=hours,
     )
     return generate(spec, seed=seed, geo=geo)
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(condition: Callable[[], bool], timeout: float) -> None:

@@ -25,9 +25,9 @@ from commands.stack.manager import Stack
 from hbase_schema import columns
 from ingest.dlq import read_dead_letters
 from storage.connection import connect
-from tests.integration.helpers import Spawn, free_port, health, make_traffic, metric, wait_for
+from tests.integration.helpers import Spawn, health, make_traffic, metric, wait_for
 from traffic.generate import Traffic, publish
-from traffic.harness import committed
+from traffic.harness import committed, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from hbase_schema import FAMILIES, columns
 from indexing.client import connect as es_connect
 from indexing.views import SPEED_PROPERTIES, VIEW_PROPERTIES, ViewNames
 from storage.connection import connect
-from tests.integration.helpers import Spawn, free_port, make_traffic, metric, wait_for
+from tests.integration.helpers import Spawn, make_traffic, metric, wait_for
 from traffic.generate import Traffic, publish
-from traffic.harness import HarnessError
+from traffic.harness import HarnessError, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from speed.state import RollupKey, SpeedDoc, rollup_keys
 from storage.admin import drop_tables
 from storage.connection import connect as hbase_connect
 from storage.late import ensure_late_table
+from traffic.harness import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -342,13 +342,6 @@ class TestValues:
         assert result.returncode == 1
         assert result.stderr.startswith("clickstream: error: --to: ")
         assert "Traceback" not in result.stderr
-
-
-def free_port() -> int:
-    """A port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_clickstream_serve_answers_over_http(served: Settings) -> None:

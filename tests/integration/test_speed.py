@@ -22,9 +22,9 @@ from indexing.client import connect as es_connect
 from speed.docs import Rendered, render
 from speed.state import RollupKey, SpeedDoc, rollup_keys
 from speed.store import SpeedStore
-from tests.integration.helpers import Spawn, free_port, health, make_traffic, metric, wait_for
+from tests.integration.helpers import Spawn, health, make_traffic, metric, wait_for
 from traffic.generate import Traffic, publish
-from traffic.harness import committed
+from traffic.harness import committed, free_port
 from traffic.sender import Sender
 from traffic.truth import GroundTruth
 
