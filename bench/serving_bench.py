@@ -50,7 +50,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -87,9 +87,11 @@ from indexing.templates import (
 )
 from indexing.views import (
     COARSE_LEVELS,
+    CUBE_GRAINS,
     GRAIN_DAY,
     GRAIN_HOUR,
     GRAIN_MINUTE,
+    GRAIN_QUARTER_DAY,
     LEVEL_URL_COUNTRY,
     LEVELS,
     SKETCH_TYPE,
@@ -290,7 +292,7 @@ def cube_actions(
     site: Site, groups: Groups, lg_k: int, *, index: str, level: str, grain: str, start: int
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Bulk actions of cube rollups of one level and grain; bucket = hour of the day or 0."""
-    size = HOUR_MS if grain == GRAIN_HOUR else DAY_MS
+    size = CUBE_GRAINS[grain]
     for cell, measures in group_measures(site, groups, lg_k):
         bucket_start = start + cell.bucket * size
         row = {
@@ -468,16 +470,21 @@ def load_batch_views(writer: BulkWriter, spec: Spec, index: str) -> None:
 
 def load_cube(writer: BulkWriter, spec: Spec, index: str, grain: str) -> None:
     """The cube's rollups of one grain: hours at the levels above (url, country), for every
-    day with batch hours; days at every level, for the completed days."""
-    hours = grain == GRAIN_HOUR
-    for day in range(spec.layout.days + 1 if hours else spec.layout.days):
+    day with batch hours; quarter days and days at every level, for the completed ones."""
+    per_bucket = CUBE_GRAINS[grain] // HOUR_MS
+    for day in range(spec.layout.days + 1):
         events = day_events(spec, day)
         if events is None:
             continue
-        if not hours:  # one bucket: the whole day
-            events = replace(events, bucket=np.zeros(len(events), dtype=np.int64))
+        whole = spec.layout.day_hours(day) // per_bucket  # the completed buckets
+        if grain != GRAIN_HOUR:  # events are in hour order: keep the completed buckets' ones
+            kept = int(np.searchsorted(events.bucket, whole * per_bucket))
+            events = Events(**{f.name: getattr(events, f.name)[:kept] for f in fields(Events)})
+            events = replace(events, bucket=events.bucket // per_bucket)
+        if whole == 0 or len(events) == 0:
+            continue
         day_start = spec.layout.first_hour + day * DAY_MS
-        for level in COARSE_LEVELS if hours else LEVELS:
+        for level in COARSE_LEVELS if grain == GRAIN_HOUR else LEVELS:
             groups = aggregate(level_keys(spec.site, level, events), events)
             writer.add(
                 cube_actions(
@@ -540,7 +547,7 @@ def timed_part(
     return {"docs": docs, "seconds": round(seconds, 1)}
 
 
-PARTS = ("batch_views", "cube_hours", "cube_days", "speed")
+PARTS = ("batch_views", "cube_hours", "cube_quarter_days", "cube_days", "speed")
 
 
 def for_loading(client: Elasticsearch, indices: Sequence[str]) -> None:
@@ -587,6 +594,7 @@ def load(client: Elasticsearch, settings: Settings, spec: Spec, done: list[str])
     loaders: dict[str, Callable[[BulkWriter], None]] = {
         "batch_views": lambda w: load_batch_views(w, spec, batch),
         "cube_hours": lambda w: load_cube(w, spec, cube, GRAIN_HOUR),
+        "cube_quarter_days": lambda w: load_cube(w, spec, cube, GRAIN_QUARTER_DAY),
         "cube_days": lambda w: load_cube(w, spec, cube, GRAIN_DAY),
         "speed": lambda w: load_speed(w, spec, prefix),
     }

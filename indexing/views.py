@@ -16,6 +16,8 @@ from typing import Any, Final
 
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
+from clickstream.times import DAY_MS, HOUR_MS
+
 #: Mapping of the fields every view document has.
 VIEW_PROPERTIES: Final[dict[str, Any]] = {
     "url": {"type": "keyword"},
@@ -58,7 +60,16 @@ COARSE_LEVELS: Final = (LEVEL_URL, LEVEL_COUNTRY, LEVEL_ALL)
 LEVELS: Final = (LEVEL_URL_COUNTRY, *COARSE_LEVELS)
 GRAIN_MINUTE: Final = "minute"
 GRAIN_HOUR: Final = "hour"
+#: Six hours (00:00, 06:00, 12:00, 18:00 UTC): a range that cuts days reads at most 5 hours
+#: and 3 quarter days on each side instead of up to 23 hours.
+GRAIN_QUARTER_DAY: Final = "quarter_day"
 GRAIN_DAY: Final = "day"
+#: The batch cube's grains, finest first, and the span of each.
+CUBE_GRAINS: Final[dict[str, int]] = {
+    GRAIN_HOUR: HOUR_MS,
+    GRAIN_QUARTER_DAY: 6 * HOUR_MS,
+    GRAIN_DAY: DAY_MS,
+}
 
 #: Mapping of the batch cube's rollups: the view measures, exact unique users of the bucket, and
 #: which level and grain the document is (url and country are absent where the level is "all").

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import structlog
 from pyspark.sql import DataFrame, SparkSession
 
 from clickstream.errors import ConfigError
 from clickstream.settings import Settings
-from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS, iso, parse_ms
+from clickstream.times import HOUR_MS, MINUTE_MS, iso, parse_ms
 from hbase_schema.late import closed_until_ms, hour_of
 from indexing.boundary import move_boundary, prune_speed
 from indexing.client import connect
@@ -30,8 +31,10 @@ from indexing.state import advance_watermark, ensure_state_index, read_watermark
 from indexing.templates import ensure_batch_index, ensure_cube_index
 from indexing.views import (
     COARSE_LEVELS,
+    CUBE_GRAINS,
     GRAIN_DAY,
     GRAIN_HOUR,
+    GRAIN_QUARTER_DAY,
     LEVEL_KEYS,
     ViewNames,
     cube_index,
@@ -46,6 +49,9 @@ log = structlog.get_logger(__name__)
 LOG4J2 = Path(__file__).resolve().parent / "log4j2.properties"
 
 Progress = Callable[[str], None]
+
+#: The cube's grains above the hour, rolled up once each of their buckets is complete.
+BLOCK_GRAINS: Final = (GRAIN_QUARTER_DAY, GRAIN_DAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +202,8 @@ def run_batch(
 ) -> BatchResult:
     """Build and index the views and hour rollups of ``[t0, t1)`` chunk by chunk, advancing the
     watermark; then recompute the earlier hours that late events touched (the late ledger);
-    then the day rollups of the completed days either touched; then move the time boundary to
-    the watermark and prune the speed indices behind it.
+    then the quarter-day and day rollups of the completed buckets either touched; then move
+    the time boundary to the watermark and prune the speed indices behind it.
 
     All of it under the batch lock (a second run fails fast, naming the holder), and a start
     past the watermark is refused under it (:func:`check_gap`)."""
@@ -230,15 +236,16 @@ def run_batch(
                 views_total += count
                 progress(f"late events: recomputed [{iso(r0)}, {iso(r1)}) -> {count} views")
                 lock.renew()
-            # Day rollups need every hour of their day: (re)written once a day is complete,
-            # for the days this run or its late events touched; each re-reads its day from
-            # HBase.
+            # Quarter-day and day rollups need every hour of their bucket: (re)written once a
+            # bucket is complete, for the buckets this run or its late events touched; each run
+            # of buckets re-reads its hours from HBase.
             completed = watermark if watermark is not None else t1_ms
             touched = set(range(t0_ms, t1_ms, HOUR_MS)) | set(late_hours)
-            for d0, d1 in _day_runs(touched, completed):
-                count = _build_days(spark, settings, d0, d1)
-                progress(f"days: [{iso(d0)}, {iso(d1)}) -> {count} day rollups")
-                lock.renew()
+            for grain in BLOCK_GRAINS:
+                for b0, b1 in _block_runs(touched, completed, CUBE_GRAINS[grain]):
+                    count = _build_blocks(spark, settings, b0, b1, grain)
+                    progress(f"{grain} rollups: [{iso(b0)}, {iso(b1)}) -> {count}")
+                    lock.renew()
             late_ledger.clear(settings.hbase, done)
             client.indices.refresh(index=batch_index)
             client.indices.refresh(index=cube)
@@ -300,30 +307,33 @@ def _build_and_write(spark: SparkSession, settings: Settings, t0_ms: int, t1_ms:
     return count
 
 
-def _build_days(spark: SparkSession, settings: Settings, d0_ms: int, d1_ms: int) -> int:
-    """The day rollups (every level) of the whole days ``[d0, d1)``; how many."""
-    clicks = _read(spark, settings, d0_ms, d1_ms)
-    days = rollups(clicks, DAY_MS, tuple(LEVEL_KEYS), settings.batch.hll_lg_k).cache()
+def _build_blocks(
+    spark: SparkSession, settings: Settings, b0_ms: int, b1_ms: int, grain: str
+) -> int:
+    """The rollups (every level) of the whole buckets of ``grain`` in ``[b0, b1)``; how many."""
+    clicks = _read(spark, settings, b0_ms, b1_ms)
+    lg_k = settings.batch.hll_lg_k
+    blocks = rollups(clicks, CUBE_GRAINS[grain], tuple(LEVEL_KEYS), lg_k).cache()
     es = settings.elasticsearch
-    write_rollups(days, es, cube_index(es.index_prefix), GRAIN_DAY)
-    count = days.count()
-    days.unpersist()
+    write_rollups(blocks, es, cube_index(es.index_prefix), grain)
+    count = blocks.count()
+    blocks.unpersist()
     clicks.unpersist()
     return count
 
 
-def _day_runs(hours: set[int], completed_until_ms: int) -> list[tuple[int, int]]:
-    """The whole UTC days holding any of ``hours`` and ending by ``completed_until_ms``,
-    consecutive ones merged into ``[start, end)`` ranges."""
-    days = sorted({hour - hour % DAY_MS for hour in hours})
+def _block_runs(hours: set[int], completed_until_ms: int, size: int) -> list[tuple[int, int]]:
+    """The whole buckets of ``size`` ms holding any of ``hours`` and ending by
+    ``completed_until_ms``, consecutive ones merged into ``[start, end)`` ranges."""
+    blocks = sorted({hour - hour % size for hour in hours})
     runs: list[tuple[int, int]] = []
-    for day in days:
-        if day + DAY_MS > completed_until_ms:
+    for block in blocks:
+        if block + size > completed_until_ms:
             continue
-        if runs and runs[-1][1] == day:
-            runs[-1] = (runs[-1][0], day + DAY_MS)
+        if runs and runs[-1][1] == block:
+            runs[-1] = (runs[-1][0], block + size)
         else:
-            runs.append((day, day + DAY_MS))
+            runs.append((block, block + size))
     return runs
 
 

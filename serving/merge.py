@@ -3,10 +3,11 @@
 Additive measures (clicks, bot clicks, time-spent sum and count) are summed. Unique users are
 never summed: they come from the union of the documents' HLL sketches (an estimate, with its
 bounds), or, where a stored exact count answers exactly the group's selection, from that count.
-A stored count answers a selection only when the range is one whole UTC hour or one whole UTC
-day behind the boundary: then the group's documents are that range's batch views, and the
-selection is one (url, country) view (an hour) or one rollup of the batch cube at a level
-(url, country), (url, all countries), (all urls, country) or (all urls, all countries).
+A stored count answers a selection only when the range is one whole UTC hour, quarter day (6
+hours from midnight) or day behind the boundary: then the group's documents are that range's
+batch views, and the selection is one (url, country) view (an hour) or one rollup of the batch
+cube at a level (url, country), (url, all countries), (all urls, country) or (all urls, all
+countries).
 """
 
 from __future__ import annotations
@@ -18,11 +19,7 @@ from typing import Final, Literal
 
 import datasketches
 
-from clickstream.times import DAY_MS, HOUR_MS
-from indexing.views import (
-    GRAIN_DAY,
-    GRAIN_HOUR,
-)
+from indexing.views import CUBE_GRAINS
 from serving.errors import ServingError
 from serving.params import MetricsQuery
 
@@ -120,11 +117,11 @@ def group_key(doc: ViewDoc, group_by: Sequence[str]) -> GroupKey:
 
 
 def exact_grain(query: MetricsQuery, boundary_ms: int | None) -> str | None:
-    """The grain whose one whole bucket the range is, wholly behind the boundary (an hour or a
-    UTC day), or None: only then can a stored exact count answer it."""
+    """The grain whose one whole bucket the range is, wholly behind the boundary (an hour, a
+    quarter day or a UTC day), or None: only then can a stored exact count answer it."""
     if boundary_ms is None or query.to_ms > boundary_ms:
         return None
-    for grain, size in ((GRAIN_HOUR, HOUR_MS), (GRAIN_DAY, DAY_MS)):
+    for grain, size in CUBE_GRAINS.items():
         if query.from_ms % size == 0 and query.to_ms - query.from_ms == size:
             return grain
     return None

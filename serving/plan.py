@@ -7,9 +7,11 @@ Both layers keep rollups at four levels, (url, country), (url, all), (all, count
   url prefix, the country if it groups by country or filters by one. No url and no country is
   the level (all, all): one document per bucket (and per partition in the speed layer),
   whatever the traffic behind it;
-* **behind the boundary** (the batch layer) whole UTC days read the cube's day rollups and the
-  hours at the edges read hour documents (the (url, country, hour) views at that level, the
-  cube's hour rollups at the others). As before, an hour counts when it starts in the range;
+* **behind the boundary** (the batch layer) whole UTC days read the cube's day rollups, whole
+  quarter days (6 hours from midnight) at their edges its quarter-day rollups, and the hours
+  left at the edges hour documents (the (url, country, hour) views at that level, the cube's
+  hour rollups at the others): at most 5 hours and 3 quarter days on each side of the days.
+  As before, an hour counts when it starts in the range;
 * **at or after the boundary** (the speed layer, whose documents are per Kafka partition) whole
   hours read the speed layer's hour rollups and the minutes at the edges its minute rollups; a
   minute counts when it starts in the range. A range that reaches past the newest speed data
@@ -17,9 +19,9 @@ Both layers keep rollups at four levels, (url, country), (url, all), (all, count
   rollups too: they hold exactly the minutes folded so far. That keeps the minutes, the
   documents that multiply by partitions, to the realtime queries that start inside an hour.
 
-So a query reads about (groups + 1) x (days + edge hours + speed hours x partitions + edge
-minutes x partitions) documents: nothing in it grows with the event rate or the range length
-beyond its count of days.
+So a query reads about (groups + 1) x (days + edge quarter days + edge hours + speed hours x
+partitions + edge minutes x partitions) documents: nothing in it grows with the event rate or the
+range length beyond its count of days.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS
-from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, LEVEL_URL_COUNTRY
+from indexing.views import (
+    CUBE_GRAINS,
+    GRAIN_QUARTER_DAY,
+    LEVEL_ALL,
+    LEVEL_COUNTRY,
+    LEVEL_URL,
+    LEVEL_URL_COUNTRY,
+)
 from serving.params import MetricsQuery
 
 Span = tuple[int, int]
@@ -41,6 +50,8 @@ class Plan:
     level: str
     #: Hour documents of the batch layer (each hour whose start is inside).
     hours: tuple[Span, ...] = ()
+    #: Whole quarter days of the batch layer, read as the cube's quarter-day rollups.
+    quarters: tuple[Span, ...] = ()
     #: Whole UTC days of the batch layer, read as the cube's day rollups.
     days: tuple[Span, ...] = ()
     #: Whole hours of the speed layer, read as its hour rollups.
@@ -75,10 +86,11 @@ def plan(query: MetricsQuery, boundary_ms: int | None, speed_until_ms: int | Non
     if boundary_ms is None:
         speed_from: int | None = query.from_ms
         hours: tuple[Span, ...] = ()
+        quarters: tuple[Span, ...] = ()
         days: tuple[Span, ...] = ()
     else:
         speed_from = max(query.from_ms, boundary_ms) if query.to_ms > boundary_ms else None
-        hours, days = _batch_tiles(query.from_ms, min(query.to_ms, boundary_ms))
+        hours, quarters, days = _batch_tiles(query.from_ms, min(query.to_ms, boundary_ms))
     speed_hours: tuple[Span, ...] = ()
     speed_minutes: tuple[Span, ...] = ()
     open_end = False
@@ -87,16 +99,26 @@ def plan(query: MetricsQuery, boundary_ms: int | None, speed_until_ms: int | Non
         speed_hours, speed_minutes, open_end = _close_end(
             speed_hours, speed_minutes, speed_until_ms
         )
-    return Plan(level, hours, days, speed_hours, speed_minutes, open_end)
+    return Plan(level, hours, quarters, days, speed_hours, speed_minutes, open_end)
 
 
-def _batch_tiles(start: int, end: int) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
-    """Hours (by start) at the edges of ``[start, end)`` and the whole UTC days between."""
+def _batch_tiles(
+    start: int, end: int
+) -> tuple[tuple[Span, ...], tuple[Span, ...], tuple[Span, ...]]:
+    """The whole UTC days of ``[start, end)``, the whole quarter days at their edges, and the
+    hours (by start) left at the edges of those."""
     first_hour = _ceil(start, HOUR_MS)
     hours_end = _ceil(end, HOUR_MS)  # past the last hour that starts before end
     if first_hour >= hours_end:
-        return (), ()
-    return _tile(first_hour, hours_end, DAY_MS)
+        return (), (), ()
+    edges, days = _tile(first_hour, hours_end, DAY_MS)
+    hours: list[Span] = []
+    quarters: list[Span] = []
+    for edge_start, edge_end in edges:
+        edge_hours, edge_quarters = _tile(edge_start, edge_end, CUBE_GRAINS[GRAIN_QUARTER_DAY])
+        hours.extend(edge_hours)
+        quarters.extend(edge_quarters)
+    return tuple(hours), tuple(quarters), days
 
 
 def _speed_tiles(start: int, end: int) -> tuple[tuple[Span, ...], tuple[Span, ...]]:

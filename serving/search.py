@@ -20,11 +20,13 @@ from thriftpy2.thrift import TException
 
 from clickstream.errors import SchemaError
 from clickstream.settings import HBaseSettings
-from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS
+from clickstream.times import HOUR_MS, MINUTE_MS
 from indexing.views import (
+    CUBE_GRAINS,
     GRAIN_DAY,
     GRAIN_HOUR,
     GRAIN_MINUTE,
+    GRAIN_QUARTER_DAY,
     LEVEL_URL_COUNTRY,
     MEASURE_FIELDS,
     ViewNames,
@@ -95,7 +97,7 @@ def view_doc(hit: dict[str, Any], prefix: str) -> ViewDoc:
     if index == ViewNames(prefix).batch_index:
         layer, span = "batch", HOUR_MS
     elif index == cube_index(prefix):
-        layer, span = "cube", DAY_MS if grain == GRAIN_DAY else HOUR_MS
+        layer, span = "cube", CUBE_GRAINS.get(str(grain), HOUR_MS)
     else:
         layer, span = "speed", HOUR_MS if grain == GRAIN_HOUR else MINUTE_MS
     return ViewDoc(
@@ -136,7 +138,7 @@ def unavailable_as_error(url: str) -> Iterator[None]:
 
 
 def parts(prefix: str, query: MetricsQuery, plan: Plan) -> list[Part]:
-    """The parts of the plan: batch hours and days, speed hours and minutes."""
+    """The parts of the plan: batch hours, quarter days and days, speed hours and minutes."""
     names = ViewNames(prefix)
     cube = cube_index(prefix)
     speed_clause = {"prefix": {"_index": f"{prefix}-speed-"}}
@@ -148,9 +150,10 @@ def parts(prefix: str, query: MetricsQuery, plan: Plan) -> list[Part]:
         else:
             body = filter_query(query, plan.hours, (plan.level, GRAIN_HOUR))
             found.append(Part(cube, {"term": {"_index": cube}}, body))
-    if plan.days:
-        body = filter_query(query, plan.days, (plan.level, GRAIN_DAY))
-        found.append(Part(cube, {"term": {"_index": cube}}, body))
+    for spans, grain in ((plan.quarters, GRAIN_QUARTER_DAY), (plan.days, GRAIN_DAY)):
+        if spans:
+            body = filter_query(query, spans, (plan.level, grain))
+            found.append(Part(cube, {"term": {"_index": cube}}, body))
     # The speed indices are read directly, not through the readers' alias (which shows only
     # their minute views): the plan's spans start at or after the boundary it was made for.
     for spans, grain in ((plan.speed_hours, GRAIN_HOUR), (plan.speed_minutes, GRAIN_MINUTE)):

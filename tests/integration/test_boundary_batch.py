@@ -1,5 +1,5 @@
-"""The batch job's part of the seam, end to end: the cube's rollups (every level, hour and day
-grain) equal the truth, the boundary moves, the speed days behind it are pruned."""
+"""The batch job's part of the seam, end to end: the cube's rollups (every level, hour, quarter
+day and day grain) equal the truth, the boundary moves, the speed days behind it are pruned."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from indexing.views import (
     COARSE_LEVELS,
     GRAIN_DAY,
     GRAIN_HOUR,
+    GRAIN_QUARTER_DAY,
     LEVEL_KEYS,
     cube_id,
     cube_index,
@@ -61,6 +62,7 @@ def expected_cube(groups: list[GroupTruth]) -> dict[str, Measures]:
         assert group.users is not None
         for grain, size, levels in (
             (GRAIN_HOUR, HOUR_MS, COARSE_LEVELS),
+            (GRAIN_QUARTER_DAY, 6 * HOUR_MS, tuple(LEVEL_KEYS)),
             (GRAIN_DAY, DAY_MS, tuple(LEVEL_KEYS)),
         ):
             start = group.hour_ms - group.hour_ms % size
@@ -90,7 +92,8 @@ def stored_cube(client: Elasticsearch, index: str) -> dict[str, dict[str, Any]]:
 def test_batch_writes_the_cube_moves_the_boundary_and_prunes(
     pipeline: Settings, spawn: Spawn, views: Elasticsearch, spark: SparkSession
 ) -> None:
-    """Every rollup (coarse levels per hour; every level per day) equals the truth, exact
+    """Every rollup (coarse levels per hour; every level per quarter day and day) equals the
+    truth, exact
     unique users included; the boundary is the watermark; a speed day far behind it is
     dropped; the cube stays out of the readers' alias (ids are deterministic, so a re-run
     replaces: tests/unit/indexing/test_boundary.py)."""
@@ -107,7 +110,8 @@ def test_batch_writes_the_cube_moves_the_boundary_and_prunes(
     batch = pipeline.batch.model_copy(update={"time_slice_hours": 6})
     settings = pipeline.model_copy(update={"batch": batch})
     result = run_batch(spark, settings, day, day + DAY_MS, progress=lines.append)
-    assert any(line.startswith("days: ") for line in lines)
+    rolled = [line.split(":")[0] for line in lines if " rollups: " in line]
+    assert rolled == ["quarter_day rollups", "day rollups"]
 
     index = cube_index(prefix)
     stored = stored_cube(views, index)
@@ -142,7 +146,8 @@ def test_batch_writes_the_cube_moves_the_boundary_and_prunes(
     try:
         whole = service.query(MetricsQuery(day, day + DAY_MS))
         by_country = service.query(MetricsQuery(day, day + DAY_MS, group_by=("country",)))
-        cut = service.query(MetricsQuery(day + 90 * MINUTE_MS, day + DAY_MS))
+        check_a_cut_day(service, traffic, day)
+        check_a_quarter_day(service, truth, day + 6 * HOUR_MS)
     finally:
         service.close()
     everything = truth[cube_id("all", GRAIN_DAY, None, None, day)]
@@ -162,8 +167,29 @@ def test_batch_writes_the_cube_moves_the_boundary_and_prunes(
     assert by_country.group_count == sum(
         1 for g in stored.values() if g["level"] == "country" and g["grain"] == GRAIN_DAY
     )
-    # Cut at both ends: the hours that start in the range, read at the (all, all) level.
+
+
+def check_a_cut_day(service: MetricsService, traffic: Traffic, day: int) -> None:
+    """From 01:30 to midnight: the hours that start in the range, read at the (all, all) level
+    as 4 hours (02:00 to 06:00) and 3 quarter days; an estimate of the users."""
+    cut = service.query(MetricsQuery(day + 90 * MINUTE_MS, day + DAY_MS))
     later = [g for g in traffic.truth.groups if g.hour_ms >= day + 2 * HOUR_MS]
     assert cut.total.clicks == sum(g.clicks for g in later)
-    assert cut.total.documents == 22
+    assert cut.total.documents == 7
     assert not cut.total.unique_users.exact
+
+
+def check_a_quarter_day(service: MetricsService, truth: dict[str, Measures], start: int) -> None:
+    """One whole quarter day by url: one rollup per url, exact, and the total too."""
+    quarter = service.query(MetricsQuery(start, start + 6 * HOUR_MS, group_by=("url",)))
+    urls = {
+        g.url: (g.metrics.clicks, g.metrics.unique_users.value, g.metrics.unique_users.exact)
+        for g in quarter.groups
+    }
+    assert urls == {
+        url: (measures[0], measures[2], True)
+        for url in urls
+        for measures in [truth[cube_id("url", GRAIN_QUARTER_DAY, url, None, start)]]
+    }
+    assert quarter.total.unique_users.exact
+    assert quarter.total.documents == 1

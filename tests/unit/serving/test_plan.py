@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS
 from indexing.views import LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, LEVEL_URL_COUNTRY
@@ -68,11 +70,46 @@ class TestTiling:
         query = MetricsQuery(D, D + DAY_MS, group_by=("url",))
         assert plan(query, D + 2 * DAY_MS) == Plan(LEVEL_URL, days=((D, D + DAY_MS),))
 
-    def test_less_than_a_day_is_hours(self) -> None:
-        """No whole day inside: hours only."""
+    def test_less_than_a_quarter_day_is_hours(self) -> None:
+        """No whole quarter day inside: hours only."""
         query = MetricsQuery(D + HOUR_MS, D + 5 * HOUR_MS)
-        assert plan(query, D + DAY_MS).hours == ((D + HOUR_MS, D + 5 * HOUR_MS),)
-        assert plan(query, D + DAY_MS).days == ()
+        assert plan(query, D + DAY_MS) == Plan(LEVEL_ALL, hours=((D + HOUR_MS, D + 5 * HOUR_MS),))
+
+    def test_a_range_across_midnight_reads_quarter_days_between_hours(self) -> None:
+        """No whole day inside (03:00 to 20:00 the next day): the quarter days between, the
+        hours at both ends, across the midnight."""
+        query = MetricsQuery(D + 3 * HOUR_MS, D + DAY_MS + 20 * HOUR_MS)
+        assert plan(query, D + 2 * DAY_MS) == Plan(
+            LEVEL_ALL,
+            hours=((D + 3 * HOUR_MS, D + 6 * HOUR_MS), (D + 42 * HOUR_MS, D + 44 * HOUR_MS)),
+            quarters=((D + 6 * HOUR_MS, D + 42 * HOUR_MS),),
+        )
+
+    @given(
+        start=st.integers(0, 40 * DAY_MS),
+        length=st.integers(1, 40 * DAY_MS),
+        behind=st.integers(0, 3 * DAY_MS),
+    )
+    def test_batch_tiles_cover_each_hour_once_at_the_coarsest_grain(
+        self, start: int, length: int, behind: int
+    ) -> None:
+        """Any range behind the boundary: every hour starting in it is in exactly one tile,
+        each tile is whole buckets of its grain, and at most 5 hours and 3 quarter days lie
+        on each side of the days."""
+        query = MetricsQuery(D + start, D + start + length)
+        found = plan(query, query.to_ms + behind)
+        covered: list[int] = []
+        grains = ((found.hours, HOUR_MS), (found.quarters, 6 * HOUR_MS), (found.days, DAY_MS))
+        for spans, size in grains:
+            for lo, hi in spans:
+                assert (lo % size, hi % size) == (0, 0)
+                assert lo < hi
+                covered.extend(range(lo, hi, HOUR_MS))
+        first = -(-query.from_ms // HOUR_MS) * HOUR_MS
+        assert sorted(covered) == list(range(first, query.to_ms, HOUR_MS))
+        assert len(covered) == len(set(covered))
+        assert sum((hi - lo) // HOUR_MS for lo, hi in found.hours) <= 10
+        assert sum((hi - lo) // (6 * HOUR_MS) for lo, hi in found.quarters) <= 6
 
 
 class TestSpeedTiling:
@@ -102,13 +139,17 @@ class TestSpeedTiling:
         )
 
     def test_thirty_days_reaching_now(self) -> None:
-        """The everyday question: days, two edge hours, speed hours and the current hour's
-        minutes; at most 31 + 46 + 60 buckets however long the range."""
+        """The everyday question: days, edge quarter days and hours, speed hours and the
+        current hour's minutes; at most 31 + 6 + 10 + 60 buckets however long the range."""
         now = self.B + HOUR_MS + 42 * MINUTE_MS
         found = plan(MetricsQuery(now - 30 * DAY_MS, now, group_by=("url",)), self.B)
         assert found.level == LEVEL_URL
         assert found.days == ((D - 29 * DAY_MS, D),)
-        assert found.hours == ((D - 29 * DAY_MS - 12 * HOUR_MS, D - 29 * DAY_MS), (D, self.B))
+        assert found.quarters == (
+            (D - 29 * DAY_MS - 12 * HOUR_MS, D - 29 * DAY_MS),
+            (D, D + 6 * HOUR_MS),
+        )
+        assert found.hours == ((D + 6 * HOUR_MS, self.B),)
         assert found.speed_hours == ((self.B, self.B + HOUR_MS),)
         assert found.speed_minutes == ((self.B + HOUR_MS, now),)
 
