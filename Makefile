@@ -98,7 +98,10 @@ run: schema ## the pipeline end to end: traffic -> ingest (HBase + speed) -> que
 	$(CLICKSTREAM) query --from $$hour --to $$seam --group-by url --top 3; \
 	echo; echo "== 5. a whole day (yesterday, from the cube's day rollups): exact too =="; \
 	$(CLICKSTREAM) query --from $$yesterday --to $$today --group-by country --top 3; \
-	echo; echo "== 6. the last 30 days by url: days, edge hours, then the speed layer's hours and minutes =="; \
+	echo; echo "== 6. the closed speed hours sealed: one document per group instead of one per partition =="; \
+	$(CLICKSTREAM) seal; \
+	echo; echo "== 7. the last 30 days by url: days, quarter days and hours, then the speed layer's"; \
+	echo "   sealed hours, its open hour and minutes (the same figures as before sealing) =="; \
 	$(CLICKSTREAM) query --from $$(date -u -d '-30 days' +%Y-%m-%dT%H:%M:%SZ) \
 	  --to $$(date -u +%Y-%m-%dT%H:%M:%SZ) --group-by url --top 5; \
 	echo; $(CLICKSTREAM) inspect --hours 7; \

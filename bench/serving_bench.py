@@ -101,6 +101,7 @@ from indexing.views import (
 )
 from processing.writer import rollup_document, view_document
 from speed.docs import render, speed_index
+from speed.seal import seal_pass
 from speed.state import SpeedDoc
 from traffic.harness import ApiProcess, isolated
 
@@ -548,6 +549,20 @@ def timed_part(
 
 
 PARTS = ("batch_views", "cube_hours", "cube_quarter_days", "cube_days", "speed")
+#: The last part: the closed speed hour sealed by the speed layer's own pass (speed/seal.py).
+SEALS = "speed_seals"
+
+
+def timed_seals(client: Elasticsearch, settings: Settings) -> dict[str, Any]:
+    """Seal the closed speed hours as `clickstream seal` does; documents and seconds, printed."""
+    started = time.monotonic()
+    done = seal_pass(client, settings)
+    seconds = time.monotonic() - started
+    print(
+        f"  speed seals    {done.documents:>10,} docs in {seconds:6.1f} s "
+        f"({len(done.sealed)} closed hour(s) merged across partitions)"
+    )
+    return {"docs": done.documents, "seconds": round(seconds, 1), "hours": len(done.sealed)}
 
 
 def for_loading(client: Elasticsearch, indices: Sequence[str]) -> None:
@@ -610,6 +625,10 @@ def load(client: Elasticsearch, settings: Settings, spec: Spec, done: list[str])
         done.append(part)
         remember(client, prefix, spec, done)
     for_reading(client, settings)
+    if SEALS not in done:
+        parts[SEALS] = timed_seals(client, settings)
+        done.append(SEALS)
+        remember(client, prefix, spec, done)
     parts["total_seconds"] = round(time.monotonic() - started, 1)
     print(f"  loaded in {parts['total_seconds']:.1f} s (refresh included)")
     return parts
@@ -1114,7 +1133,7 @@ def prepare(
         layout = Layout(meta["boundary_ms"], meta["now_ms"], meta["days"])
         spec = spec_from(args, settings, layout)
         done = list(meta.get("loaded", PARTS))
-        if all(part in done for part in PARTS):
+        if all(part in done for part in (*PARTS, SEALS)):
             return spec, None
         check_disk(settings)
         return spec, load(client, settings, spec, done)

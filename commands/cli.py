@@ -15,7 +15,7 @@ from clickstream.errors import ClickstreamError, ConfigError
 from clickstream.logs import configure_logging
 from clickstream.model import Reason
 from clickstream.settings import CONFIG_ENV, Settings, load_settings, redacted, settings_reference
-from clickstream.times import HOUR_MS, MINUTE_MS, NotIsoTimeError, NoUtcOffsetError, parse_ms
+from clickstream.times import HOUR_MS, MINUTE_MS, NotIsoTimeError, NoUtcOffsetError, iso, parse_ms
 from commands.query import add_query, add_serve
 
 if TYPE_CHECKING:
@@ -139,6 +139,21 @@ def _batch_status(args: argparse.Namespace, settings: Settings) -> int:
     status = read_status(settings, int(time.time() * 1000))
     print(json.dumps(as_dict(status, max_lag_ms)) if args.json else render(status, max_lag_ms))
     return exit_code(status, max_lag_ms)
+
+
+def _seal(args: argparse.Namespace, settings: Settings) -> int:
+    from indexing.client import connect  # noqa: PLC0415
+    from speed.seal import seal_pass  # noqa: PLC0415
+
+    with connect(settings.elasticsearch) as client:
+        while True:
+            done = seal_pass(client, settings)
+            hours = ", ".join(iso(hour) for hour in done.sealed) or "none"
+            busy = f"; still changing, next pass: {len(done.busy)}" if done.busy else ""
+            print(f"sealed hours: {hours} ({done.documents} documents){busy}", flush=True)
+            if args.every is None:
+                return 0
+            time.sleep(args.every)
 
 
 def _inspect(args: argparse.Namespace, settings: Settings) -> int:
@@ -477,6 +492,25 @@ def _add_batch(commands: Subcommands) -> None:
         "--json", action="store_true", help="one JSON object instead of the labelled lines"
     )
     status.set_defaults(handler=_batch_status)
+
+    seal = commands.add_parser(
+        "seal",
+        help="merge each closed speed hour's per-partition rollups into one document per group",
+        description="Seals the speed hours at or after the time boundary that ended at least "
+        "10 minutes before the newest speed data: their partition-owned hour rollups merged "
+        "into <prefix>-sealed-YYYY.MM.DD, one document per group, which queries then read "
+        "instead of one per partition. A seal records the hour's fingerprint; an event that "
+        "reaches a sealed hour later breaks it (queries go back to the partition documents, "
+        "still exact) and the next pass seals it again. Drops the sealed days behind the "
+        "boundary. Safe to run anywhere and repeatedly (systemd: clickstream-seal.timer).",
+    )
+    seal.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="repeat the pass every SECONDS instead of exiting after one",
+    )
+    seal.set_defaults(handler=_seal)
 
 
 def _add_inspect(commands: Subcommands) -> None:

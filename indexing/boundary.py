@@ -51,9 +51,11 @@ def alias_actions(
     return actions
 
 
-def speed_index_day(prefix: str, index: str) -> int | None:
-    """Start (epoch ms) of the UTC day a speed index ``{prefix}-speed-YYYY.MM.DD`` holds."""
-    match = re.fullmatch(re.escape(prefix) + r"-speed-(\d{4})\.(\d{2})\.(\d{2})", index)
+def speed_index_day(prefix: str, index: str, kind: str = "speed") -> int | None:
+    """Start (epoch ms) of the UTC day a daily index ``{prefix}-{kind}-YYYY.MM.DD`` holds (the
+    speed indices; ``kind="sealed"``: the sealed speed hours)."""
+    pattern = re.escape(f"{prefix}-{kind}-") + r"(\d{4})\.(\d{2})\.(\d{2})"
+    match = re.fullmatch(pattern, index)
     if match is None:
         return None
     year, month, day = (int(part) for part in match.groups())

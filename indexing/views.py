@@ -114,6 +114,11 @@ class ViewNames:
         """The alias readers (API, Kibana) query: batch before the boundary, speed after."""
         return f"{self.prefix}-views"
 
+    @property
+    def sealed_pattern(self) -> str:
+        """Index pattern of the sealed speed hours (one per UTC day, see speed/seal.py)."""
+        return f"{self.prefix}-sealed-*"
+
 
 def cube_index(prefix: str) -> str:
     """The batch cube's rollups (not in the views alias: a reader would count them twice)."""

@@ -13,8 +13,9 @@ Both layers keep rollups at four levels, (url, country), (url, all), (all, count
   hour rollups at the others): at most 5 hours and 3 quarter days on each side of the days.
   As before, an hour counts when it starts in the range;
 * **at or after the boundary** (the speed layer, whose documents are per Kafka partition) whole
-  hours read the speed layer's hour rollups and the minutes at the edges its minute rollups; a
-  minute counts when it starts in the range. A range that reaches past the newest speed data
+  hours read the speed layer's hour rollups (a sealed hour: its seal, one document per group
+  for all partitions) and the minutes at the edges its minute rollups; a minute counts when it
+  starts in the range. A range that reaches past the newest speed data
   (``speed_until``: the everyday "up to now") reads its last, unfinished hour from the hour
   rollups too: they hold exactly the minutes folded so far. That keeps the minutes, the
   documents that multiply by partitions, to the realtime queries that start inside an hour.
@@ -26,6 +27,7 @@ range length beyond its count of days.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS
@@ -54,8 +56,11 @@ class Plan:
     quarters: tuple[Span, ...] = ()
     #: Whole UTC days of the batch layer, read as the cube's day rollups.
     days: tuple[Span, ...] = ()
-    #: Whole hours of the speed layer, read as its hour rollups.
+    #: Whole hours of the speed layer, read as its hour rollups (one per partition).
     speed_hours: tuple[Span, ...] = ()
+    #: Whole hours of the speed layer whose seal holds, read as its sealed hours (one document
+    #: per group, all partitions merged: speed/seal.py).
+    sealed_hours: tuple[Span, ...] = ()
     #: Minutes of the speed layer at the edges of its part (each minute whose start is inside).
     speed_minutes: tuple[Span, ...] = ()
     #: Whether the last speed hour is read whole because no speed data reaches past the range
@@ -77,11 +82,16 @@ def level_of(query: MetricsQuery) -> str:
     return LEVEL_ALL
 
 
-def plan(query: MetricsQuery, boundary_ms: int | None, speed_until_ms: int | None = None) -> Plan:
+def plan(
+    query: MetricsQuery,
+    boundary_ms: int | None,
+    speed_until_ms: int | None = None,
+    sealed: Collection[int] = (),
+) -> Plan:
     """Tile the query's range: batch hours and days before the boundary, speed hours and
     minutes at or after it (everything is speed before the first batch run). With
     ``speed_until_ms`` (the end of the newest speed minute), a range reaching past it reads its
-    last hour whole."""
+    last hour whole. Whole speed hours among ``sealed`` (hour starts) read their seals."""
     level = level_of(query)
     if boundary_ms is None:
         speed_from: int | None = query.from_ms
@@ -99,7 +109,25 @@ def plan(query: MetricsQuery, boundary_ms: int | None, speed_until_ms: int | Non
         speed_hours, speed_minutes, open_end = _close_end(
             speed_hours, speed_minutes, speed_until_ms
         )
-    return Plan(level, hours, quarters, days, speed_hours, speed_minutes, open_end)
+    speed_hours, sealed_hours = _split_sealed(speed_hours, frozenset(sealed))
+    return Plan(level, hours, quarters, days, speed_hours, sealed_hours, speed_minutes, open_end)
+
+
+def _split_sealed(
+    hours: tuple[Span, ...], sealed: frozenset[int]
+) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
+    """``hours`` as (the runs of hours without a seal, the runs of sealed ones)."""
+    if not sealed:
+        return hours, ()
+    runs: dict[bool, list[Span]] = {False: [], True: []}
+    for start, end in hours:
+        for hour in range(start, end, HOUR_MS):
+            kind = runs[hour in sealed]
+            if kind and kind[-1][1] == hour:
+                kind[-1] = (kind[-1][0], hour + HOUR_MS)
+            else:
+                kind.append((hour, hour + HOUR_MS))
+    return tuple(runs[False]), tuple(runs[True])
 
 
 def _batch_tiles(

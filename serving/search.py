@@ -21,6 +21,7 @@ from thriftpy2.thrift import TException
 from clickstream.errors import SchemaError
 from clickstream.settings import HBaseSettings
 from clickstream.times import HOUR_MS, MINUTE_MS
+from indexing.seals import SpeedState, SpeedStateError, read_speed_state
 from indexing.views import (
     CUBE_GRAINS,
     GRAIN_DAY,
@@ -98,7 +99,7 @@ def view_doc(hit: dict[str, Any], prefix: str) -> ViewDoc:
         layer, span = "batch", HOUR_MS
     elif index == cube_index(prefix):
         layer, span = "cube", CUBE_GRAINS.get(str(grain), HOUR_MS)
-    else:
+    else:  # a speed index or a sealed hour's
         layer, span = "speed", HOUR_MS if grain == GRAIN_HOUR else MINUTE_MS
     return ViewDoc(
         layer=layer,
@@ -138,7 +139,8 @@ def unavailable_as_error(url: str) -> Iterator[None]:
 
 
 def parts(prefix: str, query: MetricsQuery, plan: Plan) -> list[Part]:
-    """The parts of the plan: batch hours, quarter days and days, speed hours and minutes."""
+    """The parts of the plan: batch hours, quarter days and days, speed hours (sealed or per
+    partition) and minutes."""
     names = ViewNames(prefix)
     cube = cube_index(prefix)
     speed_clause = {"prefix": {"_index": f"{prefix}-speed-"}}
@@ -160,6 +162,10 @@ def parts(prefix: str, query: MetricsQuery, plan: Plan) -> list[Part]:
         if spans:
             body = filter_query(query, spans, (plan.level, grain))
             found.append(Part(names.speed_pattern, speed_clause, body))
+    if plan.sealed_hours:
+        body = filter_query(query, plan.sealed_hours, (plan.level, GRAIN_HOUR))
+        sealed_clause = {"prefix": {"_index": f"{prefix}-sealed-"}}
+        found.append(Part(names.sealed_pattern, sealed_clause, body))
     return found
 
 
@@ -298,17 +304,12 @@ def too_broad(found: int, limit: int) -> TooBroadError:
     )
 
 
-def speed_until(client: Elasticsearch, prefix: str) -> int | None:
-    """End of the newest speed minute (epoch ms) over every speed index; None without any."""
-    response = client.search(
-        index=ViewNames(prefix).speed_pattern,
-        size=0,
-        aggs={"newest": {"max": {"field": "start"}}},
-        ignore_unavailable=True,
-        allow_no_indices=True,
-    )
-    newest = response.get("aggregations", {}).get("newest", {}).get("value")
-    return None if newest is None else int(newest) + MINUTE_MS
+def speed_state(client: Elasticsearch, prefix: str, boundary_ms: int | None) -> SpeedState:
+    """The speed layer's reach and the hours whose seal holds (indexing/seals.py)."""
+    try:
+        return read_speed_state(client, prefix, boundary_ms)
+    except SpeedStateError as exc:
+        raise BackendUnavailableError(str(exc)) from exc
 
 
 def late_ledger_keys(settings: HBaseSettings) -> tuple[list[bytes] | None, str | None]:

@@ -73,15 +73,16 @@ class MetricsService(Closeable):
         with search.unavailable_as_error(self._settings.elasticsearch.url):
             # The boundary first: it only moves forward, so an exact flag decided on it stays true.
             boundary = read_boundary(client, prefix)
-            speed_until = search.speed_until(client, prefix)
-            found = self._select(query, boundary, speed_until)
+            state = search.speed_state(client, prefix, boundary)
+            speed_until = state.until_ms
+            found = self._select(query, boundary, speed_until, state.sealed_hours)
             if found.open_end:
                 # The last hour was read whole because nothing newer than the range was folded;
                 # if something was meanwhile, read the range's minutes instead.
-                newer = search.speed_until(client, prefix)
-                if newer != speed_until:
-                    speed_until = newer
-                    found = self._select(query, boundary, None)
+                state = search.speed_state(client, prefix, boundary)
+                if state.until_ms != speed_until:
+                    speed_until = state.until_ms
+                    found = self._select(query, boundary, None, state.sealed_hours)
         keys, late_error = self._late_ledger()
         groups = tuple(Group(s.url, s.country, metrics(s, lg_k)) for s in found.groups)
         return Answer(
@@ -96,7 +97,11 @@ class MetricsService(Closeable):
         )
 
     def _select(
-        self, query: MetricsQuery, boundary: int | None, speed_until: int | None
+        self,
+        query: MetricsQuery,
+        boundary: int | None,
+        speed_until: int | None,
+        sealed: frozenset[int],
     ) -> _Selected:
         """The total at its own level (the query without its group key: the coarsest level
         that answers) and, for a grouped query, the groups ranked and the shown ones merged.
@@ -107,14 +112,14 @@ class MetricsService(Closeable):
         limit = self._settings.serving.max_documents
         client = self.client
         whole = dataclasses.replace(query, group_by=(), top=None, default_top=False)
-        whole_plan = plan(whole, boundary, speed_until)
+        whole_plan = plan(whole, boundary, speed_until, sealed)
         found = search.parts(prefix, whole, whole_plan)
         with ThreadPoolExecutor(max_workers=3) as pool:
             total_docs = pool.submit(search.fetch_views, client, prefix, found, limit)
             if not query.group_by:
                 total = select(whole, boundary, total_docs.result())[0]
                 return _Selected(total, [], 0, whole_plan.open_end)
-            chosen = plan(query, boundary, speed_until)
+            chosen = plan(query, boundary, speed_until, sealed)
             parts = search.parts(prefix, query, chosen)
             ranked = search.rank_groups(client, query, parts)
             shown = [key for key, _ in ranked[: query.top]]

@@ -29,10 +29,10 @@ class Rendered:
     source: dict[str, Any]
 
 
-def speed_index(prefix: str, start_ms: int) -> str:
+def speed_index(prefix: str, start_ms: int, kind: str = "speed") -> str:
     """The daily speed index of a bucket (a minute or an hour, never across a UTC day):
-    ``<prefix>-speed-YYYY.MM.DD``."""
-    return f"{prefix}-speed-{time.strftime('%Y.%m.%d', time.gmtime(start_ms / 1000))}"
+    ``<prefix>-speed-YYYY.MM.DD`` (``kind="sealed"``: the sealed hours, speed/seal.py)."""
+    return f"{prefix}-{kind}-{time.strftime('%Y.%m.%d', time.gmtime(start_ms / 1000))}"
 
 
 def render(doc: SpeedDoc, prefix: str) -> Rendered:

@@ -154,6 +154,29 @@ class TestSpeedTiling:
         assert found.speed_minutes == ((self.B + HOUR_MS, now),)
 
 
+class TestSealedHours:
+    B = D + 10 * HOUR_MS  # the boundary
+
+    def test_whole_speed_hours_with_a_holding_seal_read_it(self) -> None:
+        """Sealed hours are read from their seals, the others per partition; minutes and the
+        open end are unchanged."""
+        now = self.B + 4 * HOUR_MS + 10 * MINUTE_MS
+        sealed = {self.B, self.B + HOUR_MS, self.B + 3 * HOUR_MS, self.B + 4 * HOUR_MS}
+        found = plan(MetricsQuery(self.B, now), self.B, now + MINUTE_MS, sealed)
+        assert found.sealed_hours == (
+            (self.B, self.B + 2 * HOUR_MS),
+            (self.B + 3 * HOUR_MS, self.B + 4 * HOUR_MS),
+        )
+        assert found.speed_hours == ((self.B + 2 * HOUR_MS, self.B + 3 * HOUR_MS),)
+        assert found.speed_minutes == ((self.B + 4 * HOUR_MS, now),)
+
+    def test_no_seal_changes_nothing(self) -> None:
+        """Without seals the plan is the partition documents' plan."""
+        query = MetricsQuery(self.B, self.B + 3 * HOUR_MS)
+        assert plan(query, self.B, None, ()) == plan(query, self.B)
+        assert plan(query, self.B).sealed_hours == ()
+
+
 class TestOpenEnd:
     B = D + 10 * HOUR_MS  # the boundary
 
