@@ -22,16 +22,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from clickstream.errors import ClickstreamError, RetriableError
+from clickstream.errors import RetriableError
 from clickstream.model import Source
+from ingest import transaction
 from ingest.drain import DrainWatch
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import Enriches, Incoming, ProcessedBatch, process, speed_clicks
 from ingest.systemd import Notifier
+from ingest.transaction import FatalIngestError
 from ingest.validate import Limits
 from speed.layer import SpeedBatch, SpeedLayer
 from storage.writer import HBaseWriter
@@ -59,8 +62,9 @@ def log_batch(batch: ProcessedBatch, speed: SpeedBatch | None, seconds: float) -
     )
 
 
-class FatalIngestError(ClickstreamError):
-    """The daemon cannot go on (e.g. its transactional producer was fenced by another)."""
+#: Longest one transactional call may block (librdkafka's timeout argument): well under half
+#: of the systemd watchdog interval, which no blocking call may outlast without a ping.
+TXN_CALL_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +133,7 @@ class IngestLoop:
 
     def run(self) -> None:
         """Consume, process, write and commit until stopped."""
-        self._producer.init_transactions(30)
+        self._producer.init_transactions(TXN_CALL_TIMEOUT_S)
         self._consumer.subscribe(
             [self.config.clicks_topic],
             on_assign=self._on_assign,
@@ -160,7 +164,12 @@ class IngestLoop:
         """Leave the group (revoking partitions) and close the clients."""
         self._notifier.stopping()
         self._consumer.close()
-        self._producer.flush(5)
+        try:
+            self._producer.flush(5)
+        except KafkaException as exc:
+            # A fenced or otherwise fatally failed producer cannot flush; the error that ended
+            # the loop (raised after this) is the one to report, not this one.
+            log.warning("kafka.flush_failed", error=str(exc))
         self._writer.close()
         self._pool.shutdown(wait=True)
         if self._speed is not None:
@@ -262,46 +271,62 @@ class IngestLoop:
         self._commit_transaction(batch, speed)
 
     def _commit_transaction(self, batch: ProcessedBatch, speed: SpeedBatch | None) -> None:
-        """Dead letters, the speed changelog and offsets, atomically; RetriableError if it
-        should be tried again."""
+        """Dead letters, the speed changelog and offsets, atomically; each call with librdkafka's
+        error classes applied (ingest/transaction.py): RetriableError when the batch must be
+        replayed, FatalIngestError when the producer is unusable."""
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
         if not offsets:
             return
-        try:
-            self._producer.begin_transaction()
-            for record in batch.dead_letters:
-                headers: list[tuple[str, str | bytes | None]] = list(record.headers)
-                self._producer.produce(
-                    self.config.dlq_topic,
-                    key=record.key,
-                    value=record.value,
-                    headers=headers,
-                )
-            for change in speed.records if speed is not None else ():
-                self._producer.produce(
-                    self.config.changelog_topic,
-                    key=change.key,
-                    value=change.value,
-                    partition=change.partition,
-                )
-            self._producer.send_offsets_to_transaction(
-                offsets, self._consumer.consumer_group_metadata(), 30
+        producer = self._producer
+
+        def run(what: str, call: Callable[[], object]) -> None:
+            transaction.step(
+                what, call, wait=self._wait_before_retry, abort=self._abort, poll=self._poll
             )
-            self._producer.commit_transaction(30)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal():
-                raise FatalIngestError(f"Kafka transaction failed fatally: {error}") from exc
-            if error.txn_requires_abort():
-                self._abort()
-            raise RetriableError(f"Kafka transaction failed: {error}") from exc
+
+        run("begin_transaction", producer.begin_transaction)
+        for record in batch.dead_letters:
+            headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+            dead_letter = partial(
+                producer.produce,
+                self.config.dlq_topic,
+                key=record.key,
+                value=record.value,
+                headers=headers,
+            )
+            run("produce (dead letter)", dead_letter)
+        for change in speed.records if speed is not None else ():
+            record_change = partial(
+                producer.produce,
+                self.config.changelog_topic,
+                key=change.key,
+                value=change.value,
+                partition=change.partition,
+            )
+            run("produce (changelog)", record_change)
+        group = self._consumer.consumer_group_metadata()
+        run(
+            "send_offsets_to_transaction",
+            lambda: producer.send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT_S),
+        )
+        # A commit that timed out goes on in the background: repeating it waits for its result.
+        run("commit_transaction", lambda: producer.commit_transaction(TXN_CALL_TIMEOUT_S))
+
+    def _poll(self) -> None:
+        """Serve the producer's delivery callbacks (room in its queue), the watchdog pinged."""
+        self._notifier.watchdog()
+        self._producer.poll(0.5)
 
     def _abort(self) -> None:
         try:
-            self._producer.abort_transaction(30)
+            self._producer.abort_transaction(TXN_CALL_TIMEOUT_S)
         except KafkaException as exc:
-            if exc.args[0].fatal():
-                raise FatalIngestError(f"cannot abort the Kafka transaction: {exc}") from exc
+            error = exc.args[0]
+            if error.fatal():
+                raise FatalIngestError(transaction.fatal_message("abort", error)) from exc
+            # No transaction open (it failed before begin completed) or a timeout: the next
+            # begin_transaction tells; a transaction left open is aborted by the broker at
+            # transaction.timeout.ms at the latest.
             log.warning("kafka.abort_failed", error=str(exc))
 
     def _account(self, batch: ProcessedBatch, speed: SpeedBatch | None, seconds: float) -> None:

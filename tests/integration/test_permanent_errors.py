@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 
 from clickstream.settings import Settings
 from hbase_schema import FAMILIES, columns
@@ -15,7 +16,7 @@ from indexing.views import SPEED_PROPERTIES, VIEW_PROPERTIES, ViewNames
 from storage.connection import connect
 from tests.integration.helpers import Spawn, make_traffic, metric, wait_for
 from traffic.generate import Traffic, publish
-from traffic.harness import HarnessError, free_port
+from traffic.harness import HarnessError, free_port, group_of
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +102,27 @@ def test_a_speed_index_with_a_wrong_mapping_stops_the_daemon(
     assert f"Elasticsearch index {names.prefix}-speed-" in message
     assert refused in message
     assert "clickstream schema create" in message
+
+
+def test_a_fenced_producer_stops_the_daemon_naming_the_fix(
+    pipeline: Settings, spawn: Spawn
+) -> None:
+    """Another producer with the daemon's transactional id (the same --instance started twice)
+    fences it: librdkafka's error is fatal, so the daemon exits 1 naming the cause, instead of
+    retrying a producer that can never commit again."""
+    traffic = make_traffic(events=600, seed=33)
+    half = len(traffic.messages) // 2
+    port = free_port()
+    running = spawn("z", "--exit-when-idle", "20", CLICKSTREAM_INGEST__METRICS_PORT=str(port))
+    first = Traffic(traffic.messages[:half], traffic.truth)
+    publish(first, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+    wait_for(lambda: metric(port, "clickstream_ingest_events_stored_total") > 0, 60)
+    rival = Producer(
+        {**pipeline.kafka.client_config(), "transactional.id": f"{group_of(pipeline)}-z"}
+    )
+    rival.init_transactions(30)  # bumps the epoch: the daemon's producer is now fenced
+    rest = Traffic(traffic.messages[half:], traffic.truth)
+    publish(rest, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+    message = exit_message(running, timeout=60)
+    assert "failed fatally" in message
+    assert "own --instance" in message
