@@ -640,7 +640,10 @@ def before_speed(client: Elasticsearch, settings: Settings, spec: Spec) -> None:
     prefix = settings.elasticsearch.index_prefix
     move_boundary(client, settings.elasticsearch, spec.layout.boundary_ms)
     layout = spec.layout
-    speed = sorted({speed_index(prefix, layout.boundary_ms), speed_index(prefix, layout.now_ms)})
+    hours = range(layout.boundary_ms, layout.now_ms, HOUR_MS)
+    speed = sorted(
+        {speed_index(prefix, h, grain) for h in hours for grain in (GRAIN_HOUR, GRAIN_MINUTE)}
+    )
     for index in speed:
         client.options(ignore_status=400).indices.create(index=index)
     for_loading(client, speed)
@@ -963,11 +966,18 @@ def layer_sizes(client: Elasticsearch, prefix: str, layout: Layout) -> dict[str,
     names = ViewNames(prefix)
     stats = client.indices.stats(index=f"{prefix}-*", metric="docs,store")["indices"]
     layers = {"batch_views": [names.batch_index], "cube": [f"{prefix}-cube-v1"]}
-    layers["speed"] = [i for i in stats if i.startswith(f"{prefix}-speed-")]
+    speed = [i for i in stats if i.startswith(f"{prefix}-speed-")]
+    # Minute rollups live in hourly indices (<prefix>-speed-YYYY.MM.DD.HH), hours in daily ones.
+    layers["speed_minutes"] = [i for i in speed if i.count(".") == 3]
+    layers["speed_hours"] = [i for i in speed if i.count(".") == 2]
+    layers["speed_sealed"] = [i for i in stats if i.startswith(f"{prefix}-sealed-")]
+    tail_days = layout.tail_minutes / (24 * 60)
     days = {
         "batch_views": layout.batch_days,
         "cube": layout.batch_days,
-        "speed": layout.tail_minutes / (24 * 60),
+        "speed_minutes": tail_days,
+        "speed_hours": tail_days,
+        "speed_sealed": tail_days,
     }
     sizes = {}
     for layer, indices in layers.items():
@@ -1063,13 +1073,16 @@ def _n(value: int | None, width: int) -> str:
 
 def print_sizes(sizes: dict[str, dict[str, Any]]) -> None:
     """Documents and bytes per layer and per day of traffic."""
-    print(f"\n{'layer':<12} {'docs':>12} {'MB':>9} {'docs/day':>13} {'MB/day':>9}")
+    print(f"\n{'layer':<14} {'docs':>12} {'MB':>9} {'docs/day':>13} {'MB/day':>9}")
     for layer, s in sizes.items():
         print(
-            f"{layer:<12} {s['docs']:>12,} {s['bytes'] / 1e6:>9.1f} "
+            f"{layer:<14} {s['docs']:>12,} {s['bytes'] / 1e6:>9.1f} "
             f"{s['docs_per_day']:>13,} {s['bytes_per_day'] / 1e6:>9.1f}"
         )
-    print("(speed: the tail's figures scaled from its minutes to a day)")
+    print(
+        "(speed: the tail's figures scaled from its minutes to a day; the minute indices are\n"
+        " kept serving.speed_minute_keep_hours behind the boundary, the others days)"
+    )
 
 
 # --- main -------------------------------------------------------------------------------------

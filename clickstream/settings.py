@@ -280,8 +280,14 @@ class ServingSettings(_Section):
     speed_keep_days: int = Field(
         1,
         ge=0,
-        description="Speed indices are dropped once their whole UTC day ends this many days "
-        "before the time boundary.",
+        description="Daily speed indices (the hour rollups) are dropped once their whole UTC "
+        "day ends this many days before the time boundary.",
+    )
+    speed_minute_keep_hours: int = Field(
+        1,
+        ge=0,
+        description="Hourly speed indices (the minute rollups, most of the speed layer's "
+        "documents) are dropped once their hour ends this many hours before the time boundary.",
     )
 
 

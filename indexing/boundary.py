@@ -20,7 +20,7 @@ import structlog
 from elasticsearch import Elasticsearch
 
 from clickstream.settings import ElasticsearchSettings
-from clickstream.times import DAY_MS
+from clickstream.times import DAY_MS, HOUR_MS
 from indexing.templates import ensure_batch_index, read_boundary, template_bodies
 from indexing.views import ViewNames, batch_filter, speed_filter
 
@@ -51,32 +51,51 @@ def alias_actions(
     return actions
 
 
-def speed_index_day(prefix: str, index: str, kind: str = "speed") -> int | None:
-    """Start (epoch ms) of the UTC day a daily index ``{prefix}-{kind}-YYYY.MM.DD`` holds (the
-    speed indices; ``kind="sealed"``: the sealed speed hours)."""
-    pattern = re.escape(f"{prefix}-{kind}-") + r"(\d{4})\.(\d{2})\.(\d{2})"
+def speed_index_span(prefix: str, index: str, kind: str = "speed") -> tuple[int, int] | None:
+    """``[start, end)`` (epoch ms) of what a speed index holds: a UTC day for
+    ``{prefix}-{kind}-YYYY.MM.DD`` (the hour rollups), a UTC hour for
+    ``{prefix}-{kind}-YYYY.MM.DD.HH`` (the minute rollups); None for any other name.
+    ``kind="sealed"``: the sealed speed hours (daily)."""
+    pattern = re.escape(f"{prefix}-{kind}-") + r"(\d{4})\.(\d{2})\.(\d{2})(?:\.(\d{2}))?"
     match = re.fullmatch(pattern, index)
     if match is None:
         return None
-    year, month, day = (int(part) for part in match.groups())
+    year, month, day = (int(part) for part in match.groups()[:3])
+    hour = match.group(4)
     try:
-        return int(datetime(year, month, day, tzinfo=UTC).timestamp() * 1000)
+        start = int(datetime(year, month, day, int(hour or 0), tzinfo=UTC).timestamp() * 1000)
     except ValueError:
         return None
+    return (start, start + (HOUR_MS if hour is not None else DAY_MS))
+
+
+def speed_index_day(prefix: str, index: str, kind: str = "speed") -> int | None:
+    """Start (epoch ms) of the UTC day a daily index ``{prefix}-{kind}-YYYY.MM.DD`` holds."""
+    span = speed_index_span(prefix, index, kind)
+    return span[0] if span is not None and span[1] - span[0] == DAY_MS else None
 
 
 def indices_to_prune(
-    prefix: str, speed_indices: list[str], boundary_ms: int, keep_days: int
+    prefix: str,
+    speed_indices: list[str],
+    boundary_ms: int,
+    keep_days: int,
+    minute_keep_hours: int = 1,
 ) -> list[str]:
-    """Speed indices whose whole UTC day ends at least ``keep_days`` days before the boundary.
+    """Speed indices wholly behind the boundary by their margin: a daily one (hour rollups)
+    whose UTC day ends at least ``keep_days`` days before it, an hourly one (minute rollups)
+    whose hour ends at least ``minute_keep_hours`` hours before it.
 
     Names that are not a speed index of this prefix are never selected.
     """
-    cutoff = boundary_ms - keep_days * DAY_MS
     chosen = []
     for index in speed_indices:
-        day = speed_index_day(prefix, index)
-        if day is not None and day + DAY_MS <= cutoff:
+        span = speed_index_span(prefix, index)
+        if span is None:
+            continue
+        daily = span[1] - span[0] == DAY_MS
+        margin = keep_days * DAY_MS if daily else minute_keep_hours * HOUR_MS
+        if span[1] <= boundary_ms - margin:
             chosen.append(index)
     return sorted(chosen)
 
@@ -87,7 +106,7 @@ def indices_to_prune(
 def speed_indices(client: Elasticsearch, prefix: str) -> list[str]:
     """Every existing speed index of the prefix."""
     found = client.indices.get_alias(index=ViewNames(prefix).speed_pattern, allow_no_indices=True)
-    return sorted(name for name in found if speed_index_day(prefix, name) is not None)
+    return sorted(name for name in found if speed_index_span(prefix, name) is not None)
 
 
 def put_speed_template(
@@ -120,11 +139,16 @@ def move_boundary(client: Elasticsearch, settings: ElasticsearchSettings, bounda
 
 
 def prune_speed(
-    client: Elasticsearch, settings: ElasticsearchSettings, boundary_ms: int, keep_days: int
+    client: Elasticsearch,
+    settings: ElasticsearchSettings,
+    boundary_ms: int,
+    keep_days: int,
+    minute_keep_hours: int = 1,
 ) -> list[str]:
     """Delete the speed indices :func:`indices_to_prune` selects, each by name; their names."""
     prefix = settings.index_prefix
-    doomed = indices_to_prune(prefix, speed_indices(client, prefix), boundary_ms, keep_days)
+    found = speed_indices(client, prefix)
+    doomed = indices_to_prune(prefix, found, boundary_ms, keep_days, minute_keep_hours)
     for index in doomed:
         client.options(ignore_status=404).indices.delete(index=index)
     if doomed:

@@ -252,7 +252,10 @@ def run_batch(
             # Only once the views are searchable may readers be switched to them.
             lock.renew()
             boundary = move_boundary(client, es, watermark if watermark is not None else t1_ms)
-            pruned = prune_speed(client, es, boundary, settings.serving.speed_keep_days)
+            serving = settings.serving
+            pruned = prune_speed(
+                client, es, boundary, serving.speed_keep_days, serving.speed_minute_keep_hours
+            )
     result = BatchResult(
         t0_ms,
         t1_ms,

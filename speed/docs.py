@@ -15,7 +15,7 @@ from typing import Any
 
 from datasketches import hll_sketch
 
-from indexing.views import GRAIN_MINUTE, LEVEL_URL_COUNTRY, view_source
+from indexing.views import GRAIN_HOUR, GRAIN_MINUTE, LEVEL_URL_COUNTRY, view_source
 from speed.state import Contribution, RollupKey, SpeedDoc, span_of
 
 
@@ -29,34 +29,60 @@ class Rendered:
     source: dict[str, Any]
 
 
-def speed_index(prefix: str, start_ms: int, kind: str = "speed") -> str:
-    """The daily speed index of a bucket (a minute or an hour, never across a UTC day):
-    ``<prefix>-speed-YYYY.MM.DD`` (``kind="sealed"``: the sealed hours, speed/seal.py)."""
-    return f"{prefix}-{kind}-{time.strftime('%Y.%m.%d', time.gmtime(start_ms / 1000))}"
+def speed_index(prefix: str, start_ms: int, grain: str = GRAIN_HOUR, kind: str = "speed") -> str:
+    """The speed index of a bucket: daily for hours, ``<prefix>-speed-YYYY.MM.DD``; hourly for
+    minutes, ``<prefix>-speed-YYYY.MM.DD.HH``, so that the minute rollups, most of the
+    documents, are dropped hours behind the boundary rather than days
+    (``serving.speed_minute_keep_hours``). ``kind="sealed"``: the sealed hours (speed/seal.py)."""
+    form = "%Y.%m.%d.%H" if grain == GRAIN_MINUTE else "%Y.%m.%d"
+    return f"{prefix}-{kind}-{time.strftime(form, time.gmtime(start_ms / 1000))}"
 
 
 def render(doc: SpeedDoc, prefix: str) -> Rendered:
     """The Elasticsearch form of ``doc`` (sketch compact-serialised, base64; url or country
     absent where its level counts all of them, as in the batch cube)."""
-    level, grain, url, country, start = doc.key
-    sketch = doc.sketch
+    _, grain, _, _, start = doc.key
+    source = rollup_source(
+        doc.key,
+        clicks=doc.clicks,
+        bot_clicks=doc.bot_clicks,
+        spent_sum=doc.spent_sum,
+        spent_count=doc.spent_count,
+        sketch=doc.sketch,
+    )
+    source.update(partition=doc.partition, last_offset=doc.last_offset)
+    return Rendered(speed_index(prefix, start, grain), doc.doc_id, doc.last_offset, source)
+
+
+def rollup_source(
+    key: RollupKey,
+    *,
+    clicks: int,
+    bot_clicks: int,
+    spent_sum: int,
+    spent_count: int,
+    sketch: hll_sketch | None,
+) -> dict[str, Any]:
+    """The ``_source`` of a speed rollup (a partition's, or a sealed hour's): the view fields,
+    level and grain, url or country absent where the level counts all of them."""
+    level, grain, url, country, start = key
     source = view_source(
         url=url,
         country=country,
         start_ms=start,
-        clicks=doc.clicks,
-        bot_clicks=doc.bot_clicks,
+        clicks=clicks,
+        bot_clicks=bot_clicks,
         unique_users=round(sketch.get_estimate()) if sketch is not None else 0,
-        users_sketch=sketch.serialize_compact() if sketch is not None else None,
-        time_spent_sum_ms=doc.spent_sum,
-        time_spent_count=doc.spent_count,
+        users_sketch=bytes(sketch.serialize_compact()) if sketch is not None else None,
+        time_spent_sum_ms=spent_sum,
+        time_spent_count=spent_count,
     )
-    source.update(partition=doc.partition, last_offset=doc.last_offset, level=level, grain=grain)
+    source.update(level=level, grain=grain)
     if url is None:
         del source["url"]
     if country is None:
         del source["country"]
-    return Rendered(speed_index(prefix, start), doc.doc_id, doc.last_offset, source)
+    return source
 
 
 def parse(partition: int, source: Mapping[str, Any], lg_k: int) -> SpeedDoc:
@@ -136,4 +162,4 @@ def _sort_key(item: tuple[int, RollupKey]) -> tuple[int, str, str, str, str, int
     return (partition, level, grain, url or "", country or "", start)
 
 
-__all__ = ["DocTable", "Rendered", "parse", "render", "speed_index"]
+__all__ = ["DocTable", "Rendered", "parse", "render", "rollup_source", "speed_index"]

@@ -36,8 +36,8 @@ from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS
 from indexing.boundary import speed_index_day
 from indexing.seals import SEALED_MAPPINGS, Fingerprint, read_speed_state
 from indexing.templates import read_boundary
-from indexing.views import GRAIN_HOUR, LEVEL_ALL, SKETCH_TYPE, ViewNames, cube_id, view_source
-from speed.docs import speed_index
+from indexing.views import GRAIN_HOUR, LEVEL_ALL, SKETCH_TYPE, ViewNames, cube_id
+from speed.docs import rollup_source, speed_index
 
 log = structlog.get_logger(__name__)
 
@@ -100,25 +100,15 @@ def _document(
     key: GroupKey, group: _Merged, start_ms: int, fingerprint: Fingerprint
 ) -> tuple[str, dict[str, Any]]:
     level, url, country = key
-    sketch = group.union.get_result(SKETCH_TYPE) if group.union is not None else None
-    source = view_source(
-        url=url,
-        country=country,
-        start_ms=start_ms,
+    source = rollup_source(
+        (level, GRAIN_HOUR, url, country, start_ms),
         clicks=group.clicks,
         bot_clicks=group.bot_clicks,
-        unique_users=round(sketch.get_estimate()) if sketch is not None else 0,
-        users_sketch=bytes(sketch.serialize_compact()) if sketch is not None else None,
-        time_spent_sum_ms=group.spent_sum,
-        time_spent_count=group.spent_count,
+        spent_sum=group.spent_sum,
+        spent_count=group.spent_count,
+        sketch=group.union.get_result(SKETCH_TYPE) if group.union is not None else None,
     )
-    source.update(
-        level=level, grain=GRAIN_HOUR, seal_docs=fingerprint[0], seal_offsets=fingerprint[1]
-    )
-    if url is None:
-        del source["url"]
-    if country is None:
-        del source["country"]
+    source.update(seal_docs=fingerprint[0], seal_offsets=fingerprint[1])
     return cube_id(level, GRAIN_HOUR, url, country, start_ms), source
 
 

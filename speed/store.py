@@ -20,7 +20,13 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from clickstream.errors import Failure, RetriableError, SchemaError
 from indexing.failures import PARSING_TYPES, classify_bulk_item, error_type, mapping_mismatches
-from indexing.views import SPEED_PROPERTIES, VIEW_PROPERTIES, speed_doc_id
+from indexing.views import (
+    GRAIN_HOUR,
+    GRAIN_MINUTE,
+    SPEED_PROPERTIES,
+    VIEW_PROPERTIES,
+    speed_doc_id,
+)
 from speed.docs import Rendered, parse, speed_index
 from speed.state import RollupKey, SpeedDoc
 
@@ -56,27 +62,78 @@ class SpeedStore:
         self._client = client
         self.prefix = prefix
         self.lg_k = lg_k
+        #: Daily index -> whether it holds minute documents (written by the releases before
+        #: minutes had hourly indices); asked once per index.
+        self._minutes_in_day: dict[str, bool] = {}
+        #: Id -> the daily index of each minute document found there: rewritten in place, so
+        #: no minute is ever in two indices.
+        self._legacy: dict[str, str] = {}
 
     def load(self, keys: Sequence[tuple[int, RollupKey]]) -> list[SpeedDoc]:
-        """The stored documents among ``keys`` (absent ones are simply not returned)."""
+        """The stored documents among ``keys`` (absent ones are simply not returned). A minute
+        document not in its hourly index is looked for in its day's index, if that one holds
+        minute documents of an older release."""
         if not keys:
             return []
-        docs = [
-            {"_index": speed_index(self.prefix, k[4]), "_id": speed_doc_id(p, k)} for p, k in keys
+        located = [(p, k, speed_index(self.prefix, k[4], k[1])) for p, k in keys]
+        found, missing = self._mget(located)
+        older = [
+            (p, k, day)
+            for p, k, _ in missing
+            if k[1] == GRAIN_MINUTE
+            and self._holds_minutes(day := speed_index(self.prefix, k[4], GRAIN_HOUR))
         ]
+        if older:
+            legacy, _ = self._mget(older)
+            for doc in legacy:
+                self._legacy[doc.doc_id] = speed_index(self.prefix, doc.key[4], GRAIN_HOUR)
+            found.extend(legacy)
+        return found
+
+    def _mget(
+        self, located: Sequence[tuple[int, RollupKey, str]]
+    ) -> tuple[list[SpeedDoc], list[tuple[int, RollupKey, str]]]:
+        """(the documents found, the keys not found) among (partition, key, index)."""
+        docs = [{"_index": index, "_id": speed_doc_id(p, k)} for p, k, index in located]
         try:
             response = self._client.mget(docs=docs, source_excludes=["avg_time_spent_ms"])
         except (ApiError, TransportError) as exc:
             raise RetriableError(f"Elasticsearch mget of speed documents failed: {exc}") from exc
         found = []
-        for (partition, _), item in zip(keys, response["docs"], strict=True):
+        missing = []
+        for where, item in zip(located, response["docs"], strict=True):
             if item.get("found"):
-                found.append(parse(partition, item["_source"], self.lg_k))
+                found.append(parse(where[0], item["_source"], self.lg_k))
             elif "error" in item and item["error"].get("type") != "index_not_found_exception":
                 raise RetriableError(
                     f"Elasticsearch mget failed for {item['_id']}: {item['error']}"
                 )
-        return found
+            else:
+                missing.append(where)
+        return found, missing
+
+    def _holds_minutes(self, day_index: str) -> bool:
+        """Whether a daily speed index holds minute documents (asked once, then remembered:
+        this release writes none there)."""
+        known = self._minutes_in_day.get(day_index)
+        if known is None:
+            minutes = {
+                "bool": {
+                    "should": [
+                        {"term": {"grain": GRAIN_MINUTE}},
+                        {"bool": {"must_not": {"exists": {"field": "grain"}}}},
+                    ],
+                    "minimum_should_match": 1,
+                }
+            }
+            try:
+                response = self._client.options(ignore_status=404).count(
+                    index=day_index, query=minutes
+                )
+            except (ApiError, TransportError) as exc:
+                raise RetriableError(f"Elasticsearch count of {day_index} failed: {exc}") from exc
+            known = self._minutes_in_day[day_index] = int(response.get("count", 0)) > 0
+        return known
 
     def write(self, rendered: Sequence[Rendered]) -> Written:
         """Index every document: RetriableError if the cluster should be asked again,
@@ -89,7 +146,7 @@ class SpeedStore:
             operations.append(
                 {
                     "index": {
-                        "_index": doc.index,
+                        "_index": self._legacy.get(doc.doc_id, doc.index),
                         "_id": doc.doc_id,
                         "version": doc.version,
                         "version_type": "external",

@@ -221,7 +221,8 @@ def test_the_boundary_never_moves_back(es: Elasticsearch, settings: Settings) ->
 
 
 def test_prune_drops_whole_days_behind_the_boundary(es: Elasticsearch, settings: Settings) -> None:
-    """keep 1: days ending a day or more before the boundary are deleted, the rest stay."""
+    """keep 1 day: days ending a day or more before the boundary are deleted; keep 1 hour: the
+    hourly minute indices ending an hour or more before it; the rest stay."""
     prefix = settings.elasticsearch.index_prefix
     for day in ("18", "19", "20", "21"):
         put(
@@ -230,10 +231,26 @@ def test_prune_drops_whole_days_behind_the_boundary(es: Elasticsearch, settings:
             view("https://a.example/", "DE", ms(f"2026-11-{day}T12:00:00"), 1, ["u"]),
             "speed",
         )
+    for hour in ("07", "09"):  # minute rollups live in hourly indices
+        minute = view("https://a.example/", "DE", ms(f"2026-11-21T{hour}:30:00"), 1, ["u"])
+        es.index(
+            index=f"{prefix}-speed-2026.11.21.{hour}",
+            document={**minute, "partition": 0, "last_offset": 1, "level": "url_country"}
+            | {"grain": "minute"},
+        )
     boundary = ms("2026-11-21T10:00:00")
     move_boundary(es, settings.elasticsearch, boundary)
 
-    dropped = prune_speed(es, settings.elasticsearch, boundary, keep_days=1)
-    assert dropped == [f"{prefix}-speed-2026.11.18", f"{prefix}-speed-2026.11.19"]
-    assert speed_indices(es, prefix) == [f"{prefix}-speed-2026.11.20", f"{prefix}-speed-2026.11.21"]
+    # Days a day behind go; minute hours one hour behind go (07:00-08:00), 09:00 stays.
+    dropped = prune_speed(es, settings.elasticsearch, boundary, keep_days=1, minute_keep_hours=1)
+    assert dropped == [
+        f"{prefix}-speed-2026.11.18",
+        f"{prefix}-speed-2026.11.19",
+        f"{prefix}-speed-2026.11.21.07",
+    ]
+    assert speed_indices(es, prefix) == [
+        f"{prefix}-speed-2026.11.20",
+        f"{prefix}-speed-2026.11.21",
+        f"{prefix}-speed-2026.11.21.09",
+    ]
     assert prune_speed(es, settings.elasticsearch, boundary, keep_days=1) == []

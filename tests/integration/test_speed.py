@@ -19,7 +19,8 @@ from clickstream.settings import Settings
 from clickstream.times import HOUR_MS
 from commands.stack.manager import Stack
 from indexing.client import connect as es_connect
-from speed.docs import Rendered, render
+from indexing.views import GRAIN_HOUR, GRAIN_MINUTE
+from speed.docs import Rendered, render, speed_index
 from speed.state import RollupKey, SpeedDoc, rollup_keys
 from speed.store import SpeedStore
 from tests.integration.helpers import Spawn, health, make_traffic, metric, wait_for
@@ -234,6 +235,43 @@ class TestStore:
             assert store.write([self._doc(prefix, offset=11, clicks=6)]).written == 1
             (loaded,) = store.load([(0, self.KEY)])
             assert loaded.clicks == 6
+        finally:
+            store.close()
+
+    def test_minutes_go_to_hourly_indices_and_an_older_release_s_stay_put(
+        self, pipeline: Settings
+    ) -> None:
+        """A new minute document goes to its hour's index (dropped hours behind the boundary);
+        one an older release wrote into the day's index is found there and rewritten there, so
+        no minute is ever counted in two indices."""
+        prefix = pipeline.elasticsearch.index_prefix
+        client = es_connect(pipeline.elasticsearch)
+        start = self.KEY[4] + 17 * 60_000
+        old_key: RollupKey = ("url_country", "minute", "https://old.example/", "DE", start)
+        new_key: RollupKey = ("url_country", "minute", "https://new.example/", "DE", start)
+        older = SpeedDoc(0, old_key, 12)
+        older.clicks, older.last_offset = 2, 5
+        day = speed_index(prefix, start, GRAIN_HOUR)
+        written = render(older, prefix)
+        client.index(index=day, id=written.doc_id, document=written.source, refresh=True)
+        store = SpeedStore(client, prefix, 12)
+        try:
+            (loaded,) = store.load([(0, old_key), (0, new_key)])
+            assert (loaded.key, loaded.clicks) == (old_key, 2)
+            fresh = SpeedDoc(0, new_key, 12)
+            loaded.clicks, loaded.last_offset = 3, 6
+            fresh.clicks, fresh.last_offset = 1, 6
+            assert store.write([render(loaded, prefix), render(fresh, prefix)]).written == 2
+            client.indices.refresh(index=f"{prefix}-speed-*")
+            hits = client.search(index=f"{prefix}-speed-*", query={"match_all": {}})["hits"]
+            where = {
+                hit["_source"]["url"]: (hit["_index"], hit["_source"]["clicks"])
+                for hit in hits["hits"]
+            }
+            assert where == {
+                "https://old.example/": (day, 3),
+                "https://new.example/": (speed_index(prefix, start, GRAIN_MINUTE), 1),
+            }
         finally:
             store.close()
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from clickstream.settings import ElasticsearchSettings
-from indexing.boundary import alias_actions, indices_to_prune, speed_index_day
+from indexing.boundary import (
+    alias_actions,
+    indices_to_prune,
+    speed_index_day,
+    speed_index_span,
+)
 from indexing.templates import template_bodies
 from indexing.views import (
     GRAIN_DAY,
@@ -139,6 +144,28 @@ class TestPrune:
         assert indices_to_prune("p", ["p-speed-2026.11.21"], midnight - 1, 0) == []
         assert indices_to_prune("p", ["p-speed-2026.11.20"], midnight, 1) == ["p-speed-2026.11.20"]
         assert indices_to_prune("p", ["p-speed-2026.11.20"], midnight - 1, 1) == []
+
+    def test_hourly_minute_indices_go_hours_behind(self) -> None:
+        """`{prefix}-speed-YYYY.MM.DD.HH` holds that hour's minute rollups: dropped once the
+        hour ends minute_keep_hours before the boundary, while the day's index stays."""
+        assert speed_index_span("p", "p-speed-2026.11.22.07") == (
+            ms("2026-11-22T07:00:00"),
+            ms("2026-11-22T08:00:00"),
+        )
+        assert speed_index_span("p", "p-speed-2026.11.22.24") is None
+        assert speed_index_day("p", "p-speed-2026.11.22.07") is None
+        names = [f"p-speed-2026.11.22.{hour:02d}" for hour in (7, 8, 9, 10)]
+        names.append("p-speed-2026.11.22")
+        boundary = ms("2026-11-22T10:00:00")
+        assert indices_to_prune("p", names, boundary, keep_days=1, minute_keep_hours=1) == [
+            "p-speed-2026.11.22.07",
+            "p-speed-2026.11.22.08",
+        ]
+        assert indices_to_prune("p", names, boundary, keep_days=1, minute_keep_hours=0) == [
+            "p-speed-2026.11.22.07",
+            "p-speed-2026.11.22.08",
+            "p-speed-2026.11.22.09",
+        ]
 
     def test_foreign_indices_are_never_pruned(self) -> None:
         """Names not of this prefix's speed pattern are left alone."""

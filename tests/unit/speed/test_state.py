@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from clickstream.errors import SchemaError
 from clickstream.times import MINUTE_MS
-from indexing.views import speed_doc_id
+from indexing.views import GRAIN_HOUR, GRAIN_MINUTE, speed_doc_id
 from speed.changelog import (
     PARTITION_KEY,
     decode_timeline,
@@ -299,7 +299,9 @@ class TestDocuments:
         doc = minute_doc(table)
         rendered = render(doc, "cs")
         assert rendered.version == 2
-        assert rendered.index == speed_index("cs", T0) == "cs-speed-" + _day(T0)
+        # Minutes go to hourly indices (dropped hours behind the boundary), hours to daily ones.
+        assert rendered.index == speed_index("cs", T0, GRAIN_MINUTE) == "cs-speed-" + _hour(T0)
+        assert speed_index("cs", T0, GRAIN_HOUR) == "cs-speed-" + _day(T0)
         assert rendered.source["clicks"] == 3
         assert rendered.source["unique_users"] == 2
         assert rendered.source["time_spent_sum_ms"] == 2
@@ -319,6 +321,12 @@ def _day(ms: int) -> str:
     import time  # noqa: PLC0415
 
     return time.strftime("%Y.%m.%d", time.gmtime(ms / 1000))
+
+
+def _hour(ms: int) -> str:
+    import time  # noqa: PLC0415
+
+    return time.strftime("%Y.%m.%d.%H", time.gmtime(ms / 1000))
 
 
 class TestChangelogFormats:
