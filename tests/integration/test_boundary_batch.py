@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from indexing.views import (
     cube_index,
 )
 from processing.job import run_batch
+from serving.answer import Answer
 from serving.params import MetricsQuery
 from serving.service import MetricsService
 from tests.integration.helpers import Spawn
@@ -78,6 +80,25 @@ def expected_cube(groups: list[GroupTruth]) -> dict[str, Measures]:
                 row[3] += group.time_spent_count
                 users[rollup] |= group.users
     return {key: (row[0], row[1], len(users[key]), row[2], row[3]) for key, row in sums.items()}
+
+
+def measured_groups(answer: Answer, key: str) -> dict[str | None, tuple[int, int, bool]]:
+    """Per group (by its ``key``, url or country): clicks, unique users, whether exact."""
+    return {
+        getattr(g, key): (
+            g.metrics.clicks,
+            g.metrics.unique_users.value,
+            g.metrics.unique_users.exact,
+        )
+        for g in answer.groups
+    }
+
+
+def expected_groups(
+    truth: dict[str, Measures], keys: Iterable[str | None], rollup: Callable[[str | None], str]
+) -> dict[str | None, tuple[int, int, bool]]:
+    """What :func:`measured_groups` must be: each group's rollup's clicks and users, exact."""
+    return {key: (truth[rollup(key)][0], truth[rollup(key)][2], True) for key in keys}
 
 
 def stored_cube(client: Elasticsearch, index: str) -> dict[str, dict[str, Any]]:
@@ -155,15 +176,10 @@ def test_batch_writes_the_cube_moves_the_boundary_and_prunes(
     assert (whole.total.clicks, whole.total.unique_users.value) == (everything[0], everything[2])
     assert whole.total.unique_users.exact
     assert whole.total.time_spent_sum_ms == everything[3]
-    countries = {
-        g.country: (g.metrics.clicks, g.metrics.unique_users.value, g.metrics.unique_users.exact)
-        for g in by_country.groups
-    }
-    assert countries == {
-        country: (measures[0], measures[2], True)
-        for country in countries
-        for measures in [truth[cube_id("country", GRAIN_DAY, None, country, day)]]
-    }
+    countries = measured_groups(by_country, "country")
+    assert countries == expected_groups(
+        truth, countries, lambda country: cube_id("country", GRAIN_DAY, None, country, day)
+    )
     assert by_country.group_count == sum(
         1 for g in stored.values() if g["level"] == "country" and g["grain"] == GRAIN_DAY
     )
@@ -182,14 +198,9 @@ def check_a_cut_day(service: MetricsService, traffic: Traffic, day: int) -> None
 def check_a_quarter_day(service: MetricsService, truth: dict[str, Measures], start: int) -> None:
     """One whole quarter day by url: one rollup per url, exact, and the total too."""
     quarter = service.query(MetricsQuery(start, start + 6 * HOUR_MS, group_by=("url",)))
-    urls = {
-        g.url: (g.metrics.clicks, g.metrics.unique_users.value, g.metrics.unique_users.exact)
-        for g in quarter.groups
-    }
-    assert urls == {
-        url: (measures[0], measures[2], True)
-        for url in urls
-        for measures in [truth[cube_id("url", GRAIN_QUARTER_DAY, url, None, start)]]
-    }
+    urls = measured_groups(quarter, "url")
+    assert urls == expected_groups(
+        truth, urls, lambda url: cube_id("url", GRAIN_QUARTER_DAY, url, None, start)
+    )
     assert quarter.total.unique_users.exact
     assert quarter.total.documents == 1
