@@ -77,7 +77,7 @@ from serving_data import (
 
 from clickstream.settings import Settings, load_settings
 from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS, iso
-from indexing.boundary import move_boundary
+from indexing.boundary import move_boundary, speed_index_span
 from indexing.client import connect as es_connect
 from indexing.templates import (
     create_templates,
@@ -966,11 +966,11 @@ def layer_sizes(client: Elasticsearch, prefix: str, layout: Layout) -> dict[str,
     names = ViewNames(prefix)
     stats = client.indices.stats(index=f"{prefix}-*", metric="docs,store")["indices"]
     layers = {"batch_views": [names.batch_index], "cube": [f"{prefix}-cube-v1"]}
-    speed = [i for i in stats if i.startswith(f"{prefix}-speed-")]
+    spans = {i: speed_index_span(prefix, i) for i in stats}
     # Minute rollups live in hourly indices (<prefix>-speed-YYYY.MM.DD.HH), hours in daily ones.
-    layers["speed_minutes"] = [i for i in speed if i.count(".") == 3]
-    layers["speed_hours"] = [i for i in speed if i.count(".") == 2]
-    layers["speed_sealed"] = [i for i in stats if i.startswith(f"{prefix}-sealed-")]
+    layers["speed_minutes"] = [i for i, s in spans.items() if s and s[1] - s[0] == HOUR_MS]
+    layers["speed_hours"] = [i for i, s in spans.items() if s and s[1] - s[0] == DAY_MS]
+    layers["speed_sealed"] = [i for i in stats if speed_index_span(prefix, i, "sealed")]
     tail_days = layout.tail_minutes / (24 * 60)
     days = {
         "batch_views": layout.batch_days,

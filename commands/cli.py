@@ -501,8 +501,9 @@ def _add_batch(commands: Subcommands) -> None:
         "into <prefix>-sealed-YYYY.MM.DD, one document per group, which queries then read "
         "instead of one per partition. A seal records the hour's fingerprint; an event that "
         "reaches a sealed hour later breaks it (queries go back to the partition documents, "
-        "still exact) and the next pass seals it again. Drops the sealed days behind the "
-        "boundary. Safe to run anywhere and repeatedly (systemd: clickstream-seal.timer).",
+        "still exact) and the next pass seals it again. The batch run drops sealed days with "
+        "the speed layer's (serving.speed_keep_days). Safe to run anywhere and repeatedly "
+        "(systemd: clickstream-seal.timer).",
     )
     seal.add_argument(
         "--every",

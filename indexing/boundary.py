@@ -69,12 +69,6 @@ def speed_index_span(prefix: str, index: str, kind: str = "speed") -> tuple[int,
     return (start, start + (HOUR_MS if hour is not None else DAY_MS))
 
 
-def speed_index_day(prefix: str, index: str, kind: str = "speed") -> int | None:
-    """Start (epoch ms) of the UTC day a daily index ``{prefix}-{kind}-YYYY.MM.DD`` holds."""
-    span = speed_index_span(prefix, index, kind)
-    return span[0] if span is not None and span[1] - span[0] == DAY_MS else None
-
-
 def indices_to_prune(
     prefix: str,
     speed_indices: list[str],
@@ -82,15 +76,15 @@ def indices_to_prune(
     keep_days: int,
     minute_keep_hours: int = 1,
 ) -> list[str]:
-    """Speed indices wholly behind the boundary by their margin: a daily one (hour rollups)
-    whose UTC day ends at least ``keep_days`` days before it, an hourly one (minute rollups)
-    whose hour ends at least ``minute_keep_hours`` hours before it.
+    """Speed indices wholly behind the boundary by their margin: a daily one (hour rollups, or
+    the sealed hours) whose UTC day ends at least ``keep_days`` days before it, an hourly one
+    (minute rollups) whose hour ends at least ``minute_keep_hours`` hours before it.
 
-    Names that are not a speed index of this prefix are never selected.
+    Names that are not a speed or sealed index of this prefix are never selected.
     """
     chosen = []
     for index in speed_indices:
-        span = speed_index_span(prefix, index)
+        span = speed_index_span(prefix, index) or speed_index_span(prefix, index, "sealed")
         if span is None:
             continue
         daily = span[1] - span[0] == DAY_MS
@@ -104,9 +98,15 @@ def indices_to_prune(
 
 
 def speed_indices(client: Elasticsearch, prefix: str) -> list[str]:
-    """Every existing speed index of the prefix."""
-    found = client.indices.get_alias(index=ViewNames(prefix).speed_pattern, allow_no_indices=True)
-    return sorted(name for name in found if speed_index_span(prefix, name) is not None)
+    """Every existing speed index of the prefix, the sealed hours' (speed/seal.py) included."""
+    names = ViewNames(prefix)
+    patterns = f"{names.speed_pattern},{names.sealed_pattern}"
+    found = client.indices.get_alias(index=patterns, allow_no_indices=True)
+    return sorted(
+        name
+        for name in found
+        if speed_index_span(prefix, name) or speed_index_span(prefix, name, "sealed")
+    )
 
 
 def put_speed_template(

@@ -32,11 +32,10 @@ from elasticsearch import Elasticsearch
 from elasticsearch.helpers import bulk, scan
 
 from clickstream.settings import Settings
-from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS
-from indexing.boundary import speed_index_day
+from clickstream.times import HOUR_MS, MINUTE_MS
 from indexing.seals import SEALED_MAPPINGS, Fingerprint, read_speed_state
 from indexing.templates import read_boundary
-from indexing.views import GRAIN_HOUR, LEVEL_ALL, SKETCH_TYPE, ViewNames, cube_id
+from indexing.views import GRAIN_HOUR, LEVEL_ALL, SKETCH_TYPE, cube_id
 from speed.docs import rollup_source, speed_index
 
 log = structlog.get_logger(__name__)
@@ -134,18 +133,17 @@ def to_seal(
 
 @dataclass(frozen=True, slots=True)
 class SealPass:
-    """What one pass did: hours sealed, hours skipped because they changed while read, sealed
-    days dropped behind the boundary."""
+    """What one pass did: hours sealed, hours skipped because they changed while read, and the
+    documents written."""
 
     sealed: tuple[int, ...]
     busy: tuple[int, ...]
-    dropped: tuple[str, ...]
     documents: int
 
 
 def seal_pass(client: Elasticsearch, settings: Settings) -> SealPass:
-    """Seal every closed speed hour at or after the boundary whose seal is missing or broken;
-    drop the sealed days wholly behind the boundary (never read again)."""
+    """Seal every closed speed hour at or after the boundary whose seal is missing or broken.
+    (The batch run drops the sealed days behind the boundary with the speed layer's.)"""
     prefix = settings.elasticsearch.index_prefix
     boundary = read_boundary(client, prefix)
     state = read_speed_state(client, prefix, boundary)
@@ -159,16 +157,8 @@ def seal_pass(client: Elasticsearch, settings: Settings) -> SealPass:
         else:
             sealed.append(hour)
             written += count
-    dropped = _drop_behind(client, prefix, boundary)
-    result = SealPass(tuple(sealed), tuple(busy), tuple(dropped), written)
-    log.info(
-        "seal.pass",
-        sealed=len(sealed),
-        busy=len(busy),
-        documents=written,
-        dropped=len(dropped),
-    )
-    return result
+    log.info("seal.pass", sealed=len(sealed), busy=len(busy), documents=written)
+    return SealPass(tuple(sealed), tuple(busy), written)
 
 
 def seal_hour(
@@ -217,16 +207,3 @@ def _partition_hour(client: Elasticsearch, prefix: str, hour: int) -> Iterator[d
         scroll="2m",
     ):
         yield hit["_source"]
-
-
-def _drop_behind(client: Elasticsearch, prefix: str, boundary: int | None) -> list[str]:
-    if boundary is None:
-        return []
-    found = client.indices.get_alias(index=ViewNames(prefix).sealed_pattern, allow_no_indices=True)
-    doomed = []
-    for index in sorted(found):
-        day = speed_index_day(prefix, index, kind="sealed")
-        if day is not None and day + DAY_MS <= boundary:
-            client.options(ignore_status=404).indices.delete(index=index)
-            doomed.append(index)
-    return doomed

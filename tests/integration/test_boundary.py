@@ -238,17 +238,21 @@ def test_prune_drops_whole_days_behind_the_boundary(es: Elasticsearch, settings:
             document={**minute, "partition": 0, "last_offset": 1, "level": "url_country"}
             | {"grain": "minute"},
         )
+    for day in ("19", "20"):  # sealed hours (speed/seal.py) go with their day
+        es.index(index=f"{prefix}-sealed-2026.11.{day}", document={"level": "all"})
     boundary = ms("2026-11-21T10:00:00")
     move_boundary(es, settings.elasticsearch, boundary)
 
     # Days a day behind go; minute hours one hour behind go (07:00-08:00), 09:00 stays.
     dropped = prune_speed(es, settings.elasticsearch, boundary, keep_days=1, minute_keep_hours=1)
     assert dropped == [
+        f"{prefix}-sealed-2026.11.19",
         f"{prefix}-speed-2026.11.18",
         f"{prefix}-speed-2026.11.19",
         f"{prefix}-speed-2026.11.21.07",
     ]
     assert speed_indices(es, prefix) == [
+        f"{prefix}-sealed-2026.11.20",
         f"{prefix}-speed-2026.11.20",
         f"{prefix}-speed-2026.11.21",
         f"{prefix}-speed-2026.11.21.09",

@@ -8,7 +8,6 @@ from clickstream.settings import ElasticsearchSettings
 from indexing.boundary import (
     alias_actions,
     indices_to_prune,
-    speed_index_day,
     speed_index_span,
 )
 from indexing.templates import template_bodies
@@ -115,11 +114,13 @@ class TestSpeedTemplateAlias:
 class TestPrune:
     def test_day_of_a_speed_index(self) -> None:
         """`{prefix}-speed-YYYY.MM.DD` holds that UTC day; other names hold none."""
-        assert speed_index_day("p", "p-speed-2026.11.22") == ms("2026-11-22T00:00:00")
-        assert speed_index_day("p", "q-speed-2026.11.22") is None
-        assert speed_index_day("p", "p-speed-2026.02.30") is None
-        assert speed_index_day("p", "p-speed-2026.11.22-old") is None
-        assert speed_index_day("a.b", "axb-speed-2026.11.22") is None
+        day = ms("2026-11-22T00:00:00")
+        assert speed_index_span("p", "p-speed-2026.11.22") == (day, day + 86_400_000)
+        assert speed_index_span("p", "p-sealed-2026.11.22", "sealed") == (day, day + 86_400_000)
+        assert speed_index_span("p", "q-speed-2026.11.22") is None
+        assert speed_index_span("p", "p-speed-2026.02.30") is None
+        assert speed_index_span("p", "p-speed-2026.11.22-old") is None
+        assert speed_index_span("a.b", "axb-speed-2026.11.22") is None
 
     def test_only_days_wholly_behind_by_keep_days_go(self) -> None:
         """keep 1: a day ending at least one day before the boundary is dropped."""
@@ -153,7 +154,6 @@ class TestPrune:
             ms("2026-11-22T08:00:00"),
         )
         assert speed_index_span("p", "p-speed-2026.11.22.24") is None
-        assert speed_index_day("p", "p-speed-2026.11.22.07") is None
         names = [f"p-speed-2026.11.22.{hour:02d}" for hour in (7, 8, 9, 10)]
         names.append("p-speed-2026.11.22")
         boundary = ms("2026-11-22T10:00:00")
