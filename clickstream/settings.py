@@ -207,6 +207,13 @@ class IngestSettings(_Section):
     ua_cache_size: int = Field(10_000, ge=0, description="Parsed user agents kept in memory.")
     backoff_initial_ms: int = Field(200, ge=1, description="First retry delay of a failed write.")
     backoff_max_ms: int = Field(30_000, ge=1, description="Cap of the retry delay.")
+    hung_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="A wait on a server (a batch's writes and transaction, a changelog restore "
+        "without progress) longer than this is taken as hung: the systemd watchdog pings stop "
+        "and the daemon is restarted. Above every client's own timeouts.",
+    )
 
 
 class SpeedSettings(_Section):
@@ -221,7 +228,10 @@ class SpeedSettings(_Section):
         "timeout).",
     )
     restore_timeout_s: float = Field(
-        120.0, gt=0, description="Longest wait to read a partition's changelog on assignment."
+        60.0,
+        gt=0,
+        description="Longest a partition's changelog restore may go without reading a record "
+        "(progress-based: a long changelog read steadily never times out).",
     )
     doc_cache_minutes: int = Field(
         10,

@@ -87,6 +87,9 @@ class LoopConfig:
     #: Table of the late-event ledger, and what says which hours the batch may have done.
     late_table: str | None = None
     late_cutoff: Callable[[], int | None] | None = None
+    #: A wait on a server longer than this (without progress) is taken as hung: the watchdog
+    #: pings stop (ingest/systemd.py).
+    hung_after_s: float = 300.0
 
 
 class IngestLoop:
@@ -133,7 +136,8 @@ class IngestLoop:
 
     def run(self) -> None:
         """Consume, process, write and commit until stopped."""
-        self._producer.init_transactions(TXN_CALL_TIMEOUT_S)
+        with self._notifier.waiting("Kafka init_transactions", self.config.hung_after_s):
+            self._producer.init_transactions(TXN_CALL_TIMEOUT_S)
         self._consumer.subscribe(
             [self.config.clicks_topic],
             on_assign=self._on_assign,
@@ -205,12 +209,15 @@ class IngestLoop:
         speed: SpeedBatch | None = None
         while True:
             try:
-                if self._speed is not None and (
-                    speed is None or speed.generation != self._speed.generation
-                ):
-                    # Folded once per batch; again only if a rebalance reset the state since.
-                    speed = self._speed.fold(speed_clicks(batch))
-                self._write_and_commit(batch, speed)
+                # Every blocking call below (a changelog restore, Elasticsearch, Thrift, the
+                # transaction) is bounded by its client; the watchdog is fed meanwhile.
+                with self._notifier.waiting("the batch's writes", self.config.hung_after_s):
+                    if self._speed is not None and (
+                        speed is None or speed.generation != self._speed.generation
+                    ):
+                        # Folded once per batch; again only if a rebalance reset the state.
+                        speed = self._speed.fold(speed_clicks(batch))
+                    self._write_and_commit(batch, speed)
                 break
             except RetriableError as exc:
                 attempt += 1

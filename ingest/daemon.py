@@ -21,7 +21,7 @@ from clickstream.settings import Settings, env_var
 from hbase_schema import FAMILIES
 from hbase_schema.late import LATE_FAMILY, late_table
 from indexing.client import connect as es_connect
-from ingest.consumer import IngestLoop, LoopConfig
+from ingest.consumer import TXN_CALL_TIMEOUT_S, IngestLoop, LoopConfig
 from ingest.enrich import Enricher
 from ingest.late import LateCutoff, watermark_reader
 from ingest.metrics import IngestMetrics, serve
@@ -97,6 +97,7 @@ def build_loop(
         late_table=late_table(settings.hbase.table),
         late_cutoff=LateCutoff(watermark_reader(settings.elasticsearch), ingest.session_timeout_ms),
         changelog_topic=kafka.speed_changelog_topic,
+        hung_after_s=ingest.hung_after_s,
     )
     return IngestLoop(
         config,
@@ -106,12 +107,13 @@ def build_loop(
         enricher=enricher,
         metrics=metrics,
         notifier=notifier,
-        speed=build_speed(settings) if settings.speed.enabled else None,
+        speed=build_speed(settings, notifier) if settings.speed.enabled else None,
     )
 
 
-def build_speed(settings: Settings) -> SpeedLayer:
-    """The speed layer: documents in Elasticsearch, user state in the changelog topic."""
+def build_speed(settings: Settings, notifier: Notifier) -> SpeedLayer:
+    """The speed layer: documents in Elasticsearch, user state in the changelog topic (whose
+    restore tells ``notifier`` of its progress, so a long one keeps the watchdog fed)."""
     timeout_ms = settings.ingest.session_timeout_ms
     retention_ms = settings.speed.allowed_lateness_s * 1000 + timeout_ms
     store = SpeedStore(
@@ -127,7 +129,9 @@ def build_speed(settings: Settings) -> SpeedLayer:
             partition,
             session_timeout_ms=timeout_ms,
             retention_ms=retention_ms,
-            timeout_s=settings.speed.restore_timeout_s,
+            stall_s=settings.speed.restore_timeout_s,
+            progress=notifier.progress,
+            call_timeout_s=TXN_CALL_TIMEOUT_S,
         )
 
     return SpeedLayer(store, restore_partition, settings.speed.doc_cache_minutes * 60_000)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,10 @@ from clickstream.times import MINUTE_MS
 from speed.state import Entry, PartitionState, Timeline
 
 log = structlog.get_logger(__name__)
+
+#: Unreadable records logged one by one per restore; the rest are only counted (a whole
+#: partition of them would otherwise flood the log).
+MALFORMED_LOGGED = 10
 
 #: First byte of every key of this layout: never the first byte of a UTF-8 string.
 KEY_MARK = b"\xff"
@@ -272,18 +276,25 @@ def rebuild(
             if user is not None:
                 # An older record of the same user is stale now: time spent from it is wrong.
                 state.users.pop(user, None)
-            log.warning(
-                "speed.changelog_malformed",
-                partition=partition,
-                key_sha256=hashlib.sha256(key).hexdigest()[:16],
-                error=str(exc)[:200],
-            )
+            _log_malformed(restored, key, exc)
     if restored.malformed and not partition_seen:
         restored.partition_record_lost = True
     if not partition_seen and state.users:
         # The floor of the window follows the newest event: take it from what is known.
         state.max_ts = max(timeline.newest() for timeline in state.users.values())
     return restored
+
+
+def _log_malformed(restored: Restored, key: bytes, exc: Exception) -> None:
+    """The first few unreadable records one by one; the rest only counted (the total is in
+    `speed.restored` and `speed.restore_lost_state`)."""
+    if restored.malformed <= MALFORMED_LOGGED:
+        log.warning(
+            "speed.changelog_malformed",
+            partition=restored.state.partition,
+            key_sha256=hashlib.sha256(key).hexdigest()[:16],
+            error=str(exc)[:200],
+        )
 
 
 def _user_of(key: bytes, value: bytes | None) -> str | None:
@@ -316,19 +327,39 @@ def restore(
     *,
     session_timeout_ms: int,
     retention_ms: int,
-    timeout_s: float = 60.0,
+    stall_s: float = 60.0,
+    progress: Callable[[], None] = lambda: None,
+    call_timeout_s: float = 10.0,
 ) -> Restored:
-    """Rebuild one partition's state from the changelog (committed records only)."""
+    """Rebuild one partition's state from the changelog (committed records only).
+
+    Progress-based: RetriableError only if no record arrives for ``stall_s`` seconds, however
+    long the whole read takes; ``progress`` is called after each fetch that brought records
+    (the daemon feeds its watchdog with it), and no single client call blocks longer than
+    ``call_timeout_s``."""
     return rebuild(
         partition,
-        _read(settings, topic, partition, timeout_s),
+        _read(
+            settings,
+            topic,
+            partition,
+            stall_s=stall_s,
+            progress=progress,
+            call_timeout_s=call_timeout_s,
+        ),
         session_timeout_ms=session_timeout_ms,
         retention_ms=retention_ms,
     )
 
 
 def _read(
-    settings: KafkaSettings, topic: str, partition: int, timeout_s: float
+    settings: KafkaSettings,
+    topic: str,
+    partition: int,
+    *,
+    stall_s: float,
+    progress: Callable[[], None],
+    call_timeout_s: float,
 ) -> Iterator[tuple[bytes, bytes | None]]:
     consumer = Consumer(
         {
@@ -340,19 +371,26 @@ def _read(
         }
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        metadata = consumer.list_topics(topic, timeout=call_timeout_s).topics.get(topic)
         if metadata is None or metadata.error is not None or partition not in metadata.partitions:
             raise SchemaError(
                 f"no partition {partition} in the speed changelog topic {topic}: run "
                 "`clickstream schema create` (it needs as many partitions as the clicks topic)"
             )
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=call_timeout_s
+        )
         if high <= low:
             return
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for message in consumer.consume(1000, timeout=1.0):
+        read, last_read = 0, time.monotonic()
+        while time.monotonic() - last_read < stall_s:
+            messages = consumer.consume(1000, timeout=min(1.0, call_timeout_s))
+            if messages:
+                read += len(messages)
+                last_read = time.monotonic()
+                progress()
+            for message in messages:
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
@@ -361,7 +399,10 @@ def _read(
                 key = message.key()
                 if key is not None:
                     yield key, message.value()
-        raise RetriableError(f"restoring {topic}[{partition}] took over {timeout_s:.0f}s")
+        raise RetriableError(
+            f"restoring {topic}[{partition}] stalled: nothing read for {stall_s:.0f}s after "
+            f"{read} records (offsets {low}..{high})"
+        )
     except KafkaException as exc:
         raise RetriableError(f"cannot read the speed changelog {topic}: {exc}") from exc
     finally:

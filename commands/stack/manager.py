@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,9 +77,25 @@ class Stack:
 
     def stop_server(self, name: str) -> bool:
         """Stop one server (by its pid file), e.g. to test an outage; True if it was running."""
+        return self._tracked(self._server(name)).stop(self.settings.stack.stop_timeout_s)
+
+    @contextlib.contextmanager
+    def frozen(self, name: str) -> Iterator[None]:
+        """One server frozen (SIGSTOP to its process group, by its pid file) for the block, then
+        thawed: the blackholed case, which is what a network partition looks like to a client
+        (connections stay open, nothing answers)."""
+        tracked = self._tracked(self._server(name))
+        if not tracked.signal(signal.SIGSTOP):
+            raise StackError(f"{name} is not running: cannot freeze it")
+        try:
+            yield
+        finally:
+            tracked.signal(signal.SIGCONT)
+
+    def _server(self, name: str) -> Server:
         for server in SERVERS:
             if server.name == name:
-                return self._tracked(server).stop(self.settings.stack.stop_timeout_s)
+                return server
         raise StackError(f"unknown server {name!r}; choose from {[s.name for s in SERVERS]}")
 
     def status(self) -> list[ServerStatus]:

@@ -64,6 +64,15 @@ class Tracked:
             time.sleep(0.01)
         return proc.pid
 
+    def signal(self, sig: signal.Signals) -> bool:
+        """Send ``sig`` to the server's process group (SIGSTOP freezes it as a network partition
+        would, SIGCONT thaws it); True if it was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal_group(pid, sig)
+        return True
+
     def stop(self, grace_s: float) -> bool:
         """SIGTERM the process group, SIGKILL what is left after ``grace_s``; True if it ran."""
         pid = self.pid()
@@ -71,6 +80,7 @@ class Tracked:
             self.pid_file.unlink(missing_ok=True)
             return False
         _signal_group(pid, signal.SIGTERM)
+        _signal_group(pid, signal.SIGCONT)  # a frozen server (an outage test) must see the TERM
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and _group_members(pid):
             time.sleep(0.2)

@@ -99,17 +99,14 @@ def spawn(pipeline: Settings) -> Iterator[Spawn]:
     started: list[DaemonProcess] = []
 
     def start(instance: str, *args: str, **env: str) -> DaemonProcess:
-        daemon = DaemonProcess.start(
-            pipeline,
-            instance,
-            *args,
-            CLICKSTREAM_INGEST__GEOIP_DATABASE=str(GEO_DB),
-            CLICKSTREAM_INGEST__BACKOFF_MAX_MS="2000",
+        defaults = {
+            "CLICKSTREAM_INGEST__GEOIP_DATABASE": str(GEO_DB),
+            "CLICKSTREAM_INGEST__BACKOFF_MAX_MS": "2000",
             # Generated traffic delivers 1 % of events 1-3 h late: the speed layer's window
             # must cover that for its views to be exact before the batch passes.
-            CLICKSTREAM_SPEED__ALLOWED_LATENESS_S=str(LATE_MAX_MS // 1000),
-            **env,
-        )
+            "CLICKSTREAM_SPEED__ALLOWED_LATENESS_S": str(LATE_MAX_MS // 1000),
+        }
+        daemon = DaemonProcess.start(pipeline, instance, *args, **{**defaults, **env})
         started.append(daemon)
         return daemon
 

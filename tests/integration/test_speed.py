@@ -64,11 +64,21 @@ def assert_rollups_add_up(docs: list[dict[str, Any]]) -> None:
                 row[i] += doc[name]
     stored = {(doc["partition"], rollup_key(doc)): [doc[name] for name in MEASURES] for doc in docs}
     assert stored == expected
-    for level, grain in {(doc["level"], doc["grain"]) for doc in docs}:
-        rolled = of(docs, level, grain)
-        assert merged_users(rolled).get_estimate() == pytest.approx(
-            merged_users(minutes(docs)).get_estimate()
-        )
+    # Each rollup's sketch holds the users of the minute cells it contains. The same users give
+    # the same registers but not always the same estimate: a sketch reloaded from
+    # Elasticsearch and updated again (after a replay) switches from the HIP to the composite
+    # estimator, which differs in the sixth digit; a missed user moves it by about 1.
+    cells: dict[tuple[int, RollupKey], list[dict[str, Any]]] = defaultdict(list)
+    for doc in minutes(docs):
+        for key in rollup_keys((doc["url"], doc["country"], doc["start"])):
+            cells[(doc["partition"], key)].append(doc)
+    wrong = []
+    for doc in docs:
+        held = merged_users([doc]).get_estimate()
+        union = merged_users(cells[(doc["partition"], rollup_key(doc))]).get_estimate()
+        if held != pytest.approx(union, rel=1e-4, abs=1e-3):
+            wrong.append((doc["partition"], rollup_key(doc), held, union))
+    assert not wrong, f"{len(wrong)} rollup sketches differ from their cells': {wrong[:5]}"
 
 
 MEASURES = ("clicks", "bot_clicks", "time_spent_sum_ms", "time_spent_count")

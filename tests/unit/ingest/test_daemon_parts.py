@@ -6,14 +6,17 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from ingest.metrics import IngestMetrics, serve
 from ingest.systemd import Notifier
+from tests.notify import PingClock
 from tests.paths import ROOT
 
 UNITS = ROOT / "deploy" / "systemd"
@@ -45,6 +48,35 @@ class TestNotifier:
             assert listener.recv(4096) == b"WATCHDOG=1"
             with pytest.raises(TimeoutError):
                 listener.recv(4096)
+
+    def test_a_declared_wait_keeps_the_watchdog_fed_up_to_its_bound(self, tmp_path: Path) -> None:
+        """While the main thread blocks inside waiting(), pings go on at the interval; once the
+        wait outlives its bound (a hung call) they stop, so systemd restarts the daemon; a
+        progress() report starts the bound again."""
+        path = str(tmp_path / "wait.sock")
+        clock = PingClock(path)
+        try:
+            notifier = Notifier(socket_path=path, watchdog_usec="200000")  # ping every 0.1 s
+            started = time.monotonic()
+            with notifier.waiting("a slow server", bound_s=0.6):
+                time.sleep(1.5)  # a blocking call: no ping from this thread
+            pings = [t for t in clock.take() if t < started + 1.5]
+            # Pings every ~0.1 s until the bound, none in the 0.9 s after it.
+            assert len(pings) >= 4
+            assert max(b - a for a, b in pairwise([started, *pings])) < 0.25
+            assert pings[-1] - started < 0.8
+
+            started = time.monotonic()
+            with notifier.waiting("a long restore", bound_s=0.6):
+                for _ in range(3):
+                    time.sleep(0.4)
+                    notifier.progress()  # records keep arriving
+                time.sleep(0.4)
+            pings = clock.take()
+            assert len(pings) >= 10
+            assert max(b - a for a, b in pairwise([started, *pings])) < 0.25
+        finally:
+            clock.close()
 
     def test_disabled_without_socket(self) -> None:
         """Outside systemd nothing is sent and nothing fails."""

@@ -8,6 +8,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from clickstream.model import ClickEvent
 from clickstream.times import MINUTE_MS
@@ -15,6 +16,7 @@ from ingest.urls import normalize_url
 from ingest.validate import MAX_URL, MAX_USER_ID, parse_click
 from speed.changelog import (
     LEGACY_PARTITION_KEY,
+    MALFORMED_LOGGED,
     PARTITION_KEY,
     ChangelogTooNewError,
     Record,
@@ -194,6 +196,19 @@ class TestRobustRestore:
         lost = restored.lost()
         assert lost is not None
         assert "1 changelog record(s) unreadable" in lost
+
+    def test_a_partition_of_unreadable_records_is_counted_without_flooding_the_log(
+        self,
+    ) -> None:
+        """Each bad record is counted; only the first few are logged one by one (the total is
+        in the restore's summary), so a whole bad partition is not a line per record."""
+        records = [(user_key(f"user-{n}"), b"not json") for n in range(500)]
+        with capture_logs() as logs:
+            restored = rebuild(0, records, session_timeout_ms=TIMEOUT, retention_ms=RETENTION)
+        assert restored.malformed == 500
+        lines = [entry for entry in logs if entry["event"] == "speed.changelog_malformed"]
+        assert len(lines) == MALFORMED_LOGGED
+        assert "500 changelog record(s) unreadable" in (restored.lost() or "")
 
     def test_a_lost_partition_record_takes_the_newest_time_from_the_timelines(self) -> None:
         """Without a readable partition record the window's floor still follows the data."""
