@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLICKSTREAM := $(BIN)/clickstream
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help prereqs install lint unit integration test up down status logs schema run serve readme bench bench-ingest bench-batch bench-freshness bench-serving bench-serving-live acceptance clean
+.PHONY: help prereqs install lint unit integration test up down status logs schema run serve readme bench bench-ingest bench-restore bench-batch bench-freshness bench-serving bench-serving-live acceptance clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -113,6 +113,9 @@ serve: schema ## the HTTP API on serving.port (OpenAPI at /docs and /openapi.jso
 bench-ingest: up ## ingest throughput beside its raw ceilings (prints, saves bench/results/)
 	$(BIN)/python bench/ingest_bench.py
 
+bench-restore: up ## how long a daemon takes to restore the speed state of 1,000 events/s x its window
+	$(BIN)/python bench/restore_bench.py
+
 acceptance: up ## 200k events, 3 SIGKILLs, a 30 s Thrift outage, then the batch job: all checked exactly
 	$(BIN)/python bench/acceptance.py
 
@@ -128,7 +131,7 @@ bench-serving: up ## API query latency on 30 days x 5,000 URLs + a speed tail at
 bench-serving-live: up ## the last hour through the API over 600k events ingested for real, checked exactly
 	$(BIN)/python bench/serving_live.py
 
-bench: bench-ingest bench-batch bench-freshness bench-serving bench-serving-live ## every benchmark
+bench: bench-ingest bench-restore bench-batch bench-freshness bench-serving bench-serving-live ## every benchmark
 
 readme: install ## regenerate the README's settings table from the settings classes
 	$(CLICKSTREAM) config reference --update README.md

@@ -5,15 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from clickstream.errors import RetriableError, SchemaError
 from clickstream.settings import KafkaSettings
 
 # Dead letters are evidence for a human: keep them a month rather than the broker default week.
 DLQ_CONFIG = {"retention.ms": str(30 * 24 * 3600 * 1000)}
-# The speed layer's state: the latest record per user is all a restore needs.
-CHANGELOG_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+# The speed layer's state: the latest record per user is all a restore needs. Compaction never
+# touches the active segment, and at low rates a segment otherwise rolls only after the 7-day
+# default (segment.ms): roll hourly, so superseded records go within about an hour and a restore
+# reads little more than the live state.
+CHANGELOG_CONFIG = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": "0",
+    "segment.ms": str(3600 * 1000),
+    "min.cleanable.dirty.ratio": "0.25",
+}
 
 
 def pipeline_topics(settings: KafkaSettings) -> list[str]:
@@ -83,8 +98,47 @@ def create_topics(settings: KafkaSettings, names: list[str] | None = None) -> li
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # lost a race: fine
                     raise SchemaError(f"cannot create Kafka topic {name}: {exc}") from exc
+    existing = [name for name in wanted if name not in created and configs.get(name)]
+    if existing:
+        _set_configs(settings, {name: configs[name] for name in existing})
     states = describe_topics(settings, wanted)
     return [TopicState(s.name, s.exists, s.partitions, created=s.name in created) for s in states]
+
+
+def _set_configs(settings: KafkaSettings, configs: dict[str, dict[str, str]]) -> None:
+    """Bring existing topics to the pipeline's settings (a topic made by an older release lacks
+    the newer ones); each key is set on its own, anything else on the topic is left as it is."""
+    admin = _admin(settings)
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in sorted(values.items())
+            ],
+        )
+        for name, values in configs.items()
+    ]
+    for resource, future in admin.incremental_alter_configs(resources).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise SchemaError(
+                f"cannot set the configuration of Kafka topic {resource.name}: {exc}"
+            ) from exc
+
+
+def topic_configs(settings: KafkaSettings, name: str) -> dict[str, str]:
+    """The topic's configuration as the broker reports it (every key, defaults included)."""
+    resource = ConfigResource(ResourceType.TOPIC, name)
+    admin = _admin(settings)  # referenced until the future resolves (see create_topics)
+    (future,) = admin.describe_configs([resource]).values()
+    try:
+        entries = future.result()
+    except KafkaException as exc:
+        raise RetriableError(f"cannot describe Kafka topic {name}: {exc}") from exc
+    return {key: entry.value for key, entry in entries.items()}
 
 
 def delete_topics(settings: KafkaSettings, names: list[str]) -> None:

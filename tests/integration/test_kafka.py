@@ -7,9 +7,16 @@ from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from clickstream.settings import Settings
-from ingest.topics import create_topics, delete_topics, describe_topics, pipeline_topics
+from ingest.topics import (
+    create_topics,
+    delete_topics,
+    describe_topics,
+    pipeline_topics,
+    topic_configs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,14 +42,37 @@ class TestTopics:
         """Topics never created are reported as absent."""
         assert [t.exists for t in describe_topics(settings.kafka)] == [False, False, False]
 
-    def test_the_changelog_is_compacted(self, topics: Settings) -> None:
-        """The speed layer's state topic keeps the latest record per key."""
-        from confluent_kafka.admin import AdminClient, ConfigResource  # noqa: PLC0415
+    def test_the_changelog_is_compacted_and_its_segments_roll_hourly(
+        self, topics: Settings
+    ) -> None:
+        """The speed layer's state topic keeps the latest record per key, and compaction can
+        run within the hour (the active segment is never compacted; the default segment.ms is
+        a week). A topic an older release made without these gets them from `schema create`."""
+        name = topics.kafka.speed_changelog_topic
+        wanted = {
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": "0",
+            "segment.ms": "3600000",
+            "min.cleanable.dirty.ratio": "0.25",
+        }
+        assert {k: topic_configs(topics.kafka, name)[k] for k in wanted} == wanted
 
+        delete_topics(topics.kafka, [name])
+        wait_until_gone(topics, name)
         admin = AdminClient(topics.kafka.client_config())
-        resource = ConfigResource("topic", topics.kafka.speed_changelog_topic)
-        config = admin.describe_configs([resource])[resource].result(timeout=30)
-        assert config["cleanup.policy"].value == "compact"
+        old = NewTopic(name, topics.kafka.partitions, 1, config={"cleanup.policy": "compact"})
+        admin.create_topics([old])[name].result(timeout=30)
+        assert topic_configs(topics.kafka, name)["segment.ms"] == str(7 * 24 * 3600 * 1000)
+        create_topics(topics.kafka)
+        assert {k: topic_configs(topics.kafka, name)[k] for k in wanted} == wanted
+
+
+def wait_until_gone(settings: Settings, name: str) -> None:
+    """Topic deletion is asynchronous: wait until the broker no longer lists it."""
+    deadline = time.monotonic() + 30
+    while describe_topics(settings.kafka, [name])[0].exists:
+        assert time.monotonic() < deadline, f"{name} was not deleted"
+        time.sleep(0.2)
 
 
 class TestRoundTrip:
