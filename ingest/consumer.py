@@ -62,6 +62,16 @@ def log_batch(batch: ProcessedBatch, speed: SpeedBatch | None, seconds: float) -
     )
 
 
+def check_consume_error(error: KafkaError) -> None:
+    """An error ``consume`` returned in place of a message: a fatal one ends the daemon (its
+    consumer is unusable, e.g. fenced by another member with the same instance id; idling on
+    with /healthz ok would hide it); others are logged, and librdkafka recovers from them."""
+    # librdkafka hands a consumer its fatal error as code _FATAL, without the fatal flag.
+    if error.fatal() or error.code() == KafkaError._FATAL:
+        raise FatalIngestError(transaction.fatal_message("consume", error))
+    log.warning("kafka.consume_error", error=str(error))
+
+
 #: Longest one transactional call may block (librdkafka's timeout argument): well under half
 #: of the systemd watchdog interval, which no blocking call may outlast without a ping.
 TXN_CALL_TIMEOUT_S = 10
@@ -189,7 +199,7 @@ class IngestLoop:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("kafka.consume_error", error=str(error))
+                    check_consume_error(error)
                 continue
             timestamp_type, timestamp = message.timestamp()
             source = Source(
@@ -234,6 +244,7 @@ class IngestLoop:
                     # letters must come from it alone, so the batch is rebuilt without them.
                     log.info("ingest.batch_trimmed", dropped=len(incoming) - len(owned))
                     incoming, batch = owned, self._process(owned)
+        self._advance_past(batch)
         if self._paused:
             self._resume()
         self._account(batch, speed, time.monotonic() - started)
@@ -358,6 +369,24 @@ class IngestLoop:
             f"{self.totals['stored']}, rejected {self.totals['rejected']}"
         )
 
+    def _advance_past(self, batch: ProcessedBatch) -> None:
+        """Move each partition's position past the batch just committed. A partition revoked
+        and assigned back while the batch was held (an outage spanning a rebalance) restarts at
+        the offset committed when it was assigned, i.e. before this batch: left there, the
+        batch would be consumed again and its dead letters written twice."""
+        for (topic, partition), next_offset in batch.next_offsets.items():
+            if (topic, partition) not in self._assigned:
+                continue
+            (position,) = self._consumer.position([TopicPartition(topic, partition)])
+            if position.offset < next_offset:  # also OFFSET_INVALID: not fetched since assign
+                log.info(
+                    "ingest.position_advanced",
+                    partition=partition,
+                    position=position.offset,
+                    to=next_offset,
+                )
+                self._consumer.seek(TopicPartition(topic, partition, next_offset))
+
     # ------------------------------------------------------------------ outages
 
     def _pause(self, reason: str) -> None:
@@ -393,7 +422,10 @@ class IngestLoop:
             stray = self._consumer.consume(1, timeout=remaining)
             for message in stray:  # from a partition assigned during the outage: replayed later
                 self._watch(message, time.monotonic())
-                if message.error() is not None:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        check_consume_error(error)
                     continue
                 position = (message.topic() or "", message.partition() or 0, message.offset() or 0)
                 self._consumer.seek(TopicPartition(*position))

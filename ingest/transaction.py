@@ -60,7 +60,8 @@ def action_for(error: KafkaError) -> TxnAction:
 def fatal_message(what: str, error: KafkaError) -> str:
     """The message a fatal error exits with, naming the likely fix."""
     fix = "restart the daemon"
-    if error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED):
+    fenced = error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
+    if fenced or "fenced" in error.str().lower():  # a consumer's reads "_FATAL: ... fenced"
         fix = (
             "another producer uses this daemon's transactional id: give every daemon its own "
             "--instance (the default holds the host name), and make sure one is not running twice"

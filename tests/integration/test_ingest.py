@@ -200,3 +200,28 @@ def test_a_message_near_the_broker_maximum_is_dead_lettered_as_a_stub(
     assert (stub["clickstream_stub"], stub["size"]) == (True, len(big))
     assert stub["sha256"] == hashlib.sha256(big).hexdigest()
     assert committed(pipeline) == len(traffic.messages) + 1
+
+
+def test_a_batch_held_through_a_rebalance_is_not_consumed_again(
+    pipeline: Settings, stack: Stack, spawn: Spawn
+) -> None:
+    """A daemon holds a batch through a Thrift outage while a second one joins: the rebalance
+    revokes its partitions and assigns some back at their committed offsets, which are before
+    the batch. Once the batch is committed its positions move past it, so it is not consumed
+    again and none of its dead letters is written twice."""
+    traffic = make_traffic(events=3000, seed=14)
+    publish(traffic, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
+    port = free_port()
+    fast = {"CLICKSTREAM_HBASE__TIMEOUT_MS": "2000", "CLICKSTREAM_INGEST__BATCH_SIZE": "2000"}
+    with stack.frozen("thrift"):
+        # One batch of 2,000 of the 3,000 messages: most of every partition but the last.
+        a = spawn("a", "--exit-when-idle", "5", CLICKSTREAM_INGEST__METRICS_PORT=str(port), **fast)
+        wait_for(lambda: health(port)["status"] == "degraded", 60)
+        b = spawn("b", "--exit-when-idle", "5", **fast)
+        wait_for(lambda: '"kafka.assigned"' in b.log(), 60)
+        time.sleep(3)  # a retries its batch, trimmed to the partitions it was given back
+    log = a.finish()
+    b.finish()
+    assert '"ingest.position_advanced"' in log, "the rebalance gave a none of its partitions"
+    assert committed(pipeline) == len(traffic.messages)
+    assert_landed_exactly(pipeline, traffic)

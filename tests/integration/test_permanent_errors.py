@@ -4,17 +4,18 @@ and retrying forever."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from clickstream.settings import Settings
 from hbase_schema import FAMILIES, columns
 from indexing.client import connect as es_connect
 from indexing.views import SPEED_PROPERTIES, VIEW_PROPERTIES, ViewNames
 from storage.connection import connect
-from tests.integration.helpers import Spawn, make_traffic, metric, wait_for
+from tests.integration.helpers import Spawn, health, make_traffic, metric, wait_for
 from traffic.generate import Traffic, publish
 from traffic.harness import HarnessError, free_port, group_of
 
@@ -125,4 +126,34 @@ def test_a_fenced_producer_stops_the_daemon_naming_the_fix(
     publish(rest, pipeline.kafka, pipeline.kafka.clicks_topic, progress=lambda _: None)
     message = exit_message(running, timeout=60)
     assert "failed fatally" in message
+    assert "own --instance" in message
+
+
+def test_a_fenced_consumer_stops_the_daemon_naming_the_fix(
+    pipeline: Settings, spawn: Spawn
+) -> None:
+    """Another member joins the group with the daemon's static instance id (the same --instance
+    started twice): the broker fences the daemon's consumer, a fatal error. The daemon exits 1
+    naming the cause, instead of idling with /healthz ok and its partitions gone."""
+    port = free_port()
+    running = spawn("y", CLICKSTREAM_INGEST__METRICS_PORT=str(port))
+    wait_for(lambda: bool(health(port).get("assigned")), 60)
+    group = group_of(pipeline)
+    rival = Consumer(
+        {
+            **pipeline.kafka.client_config(),
+            "group.id": group,
+            "group.instance.id": f"{group}-y",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    rival.subscribe([pipeline.kafka.clicks_topic])
+    try:
+        deadline = time.monotonic() + 60
+        while running.process.poll() is None and time.monotonic() < deadline:
+            rival.poll(0.5)
+        message = exit_message(running, timeout=10)
+    finally:
+        rival.close()
+    assert "Kafka consume failed fatally" in message
     assert "own --instance" in message
