@@ -14,6 +14,14 @@ the partition key. The first releases keyed a user by the bare id and the partit
 without the mark is legacy), and the first checkpoint after a restore rewrites them under the
 new keys and tombstones the old ones.
 
+Size. A record stays bounded whatever a user does (a shared id such as "anonymous", a crawler
+not flagged as a bot, URLs at the 8 KiB limit): a timeline whose record would exceed
+``CHUNK_BYTES`` is split into chunks, the first under ``user_key(u)`` (format 3, saying how
+many), the others under ``chunk_key(u, i)``; all are rewritten together, in the same
+transaction, and chunks a shrunk timeline no longer needs get tombstones. Nothing is truncated,
+so the speed and batch layers still agree. Timelines that fit (nearly all) keep the one record
+of format 2, which every release reads.
+
 Restore never lets one record stop the daemon: a record that is not what it claims to be is
 counted, logged and skipped (:class:`Restored` says what was lost). Only a record of a *newer
 format* stops it (:class:`ChangelogTooNewError`): a newer daemon wrote it, and the fix is to upgrade
@@ -46,10 +54,17 @@ MALFORMED_LOGGED = 10
 #: First byte of every key of this layout: never the first byte of a UTF-8 string.
 KEY_MARK = b"\xff"
 USER_PREFIX = KEY_MARK + b"u"
+CHUNK_PREFIX = KEY_MARK + b"c"
 PARTITION_KEY = KEY_MARK + b"p"
 #: The partition record's key in the first releases' layout (bare user ids beside it).
 LEGACY_PARTITION_KEY = b"\x00partition"
+#: Format of a timeline that fits one record, and of the partition record.
 FORMAT = 2
+#: Format of a timeline split into chunks (the newest this release reads).
+CHUNKED_FORMAT = 3
+#: Largest body of one user record: a quarter of Kafka's default 1 MB message.max.bytes
+#: (producer and broker), so a chunk never comes near it.
+CHUNK_BYTES = 256 * 1024
 
 
 class ChangelogTooNewError(SchemaError):
@@ -74,6 +89,54 @@ def user_key(user: str) -> bytes:
     return USER_PREFIX + user.encode()
 
 
+def chunk_key(user: str, index: int) -> bytes:
+    """The changelog key of chunk ``index`` (1, 2, ...) of ``user``'s timeline (chunk 0 is
+    ``user_key``); the index comes first, at a fixed width, so any user id may follow."""
+    return CHUNK_PREFIX + index.to_bytes(4, "big") + user.encode()
+
+
+def user_records(user: str, timeline: Timeline) -> list[tuple[bytes, bytes]]:
+    """``user``'s timeline as changelog (key, value) pairs: one record when it fits in
+    ``CHUNK_BYTES``, else chunks of at most that size (chunk 0 says how many)."""
+    humans = [[ts, event_id, url, country] for ts, event_id, (url, country, _) in timeline.humans]
+    bots = sorted([ts, event_id] for ts, event_id in timeline.bots)
+    pieces = _pieces(humans, bots)
+    if len(pieces) == 1:
+        return [(user_key(user), _dumps({"v": FORMAT, "h": humans, "b": bots}))]
+    records = []
+    for index, (chunk_humans, chunk_bots) in enumerate(pieces):
+        body: dict[str, Any] = {"v": CHUNKED_FORMAT, "h": chunk_humans, "b": chunk_bots}
+        if index == 0:
+            body["n"] = len(pieces)
+        key = user_key(user) if index == 0 else chunk_key(user, index)
+        records.append((key, _dumps(body)))
+    return records
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _pieces(humans: list[list[Any]], bots: list[list[Any]]) -> list[tuple[list[Any], list[Any]]]:
+    """Entries cut into runs whose JSON stays under CHUNK_BYTES. Sizes are bounded from above
+    without encoding (6 bytes per character covers any \\u escape), so the common case, a
+    timeline far below the limit, costs one pass of len()."""
+    sizes_h = [6 * (len(e[1]) + len(e[2]) + len(e[3])) + 40 for e in humans]
+    sizes_b = [6 * len(e[1]) + 30 for e in bots]
+    if sum(sizes_h) + sum(sizes_b) + 40 <= CHUNK_BYTES:
+        return [(humans, bots)]
+    pieces: list[tuple[list[Any], list[Any]]] = [([], [])]
+    room = CHUNK_BYTES - 40
+    for entries, sizes, slot in ((humans, sizes_h, 0), (bots, sizes_b, 1)):
+        for entry, size in zip(entries, sizes, strict=True):
+            if size > room and (pieces[-1][0] or pieces[-1][1]):
+                pieces.append(([], []))
+                room = CHUNK_BYTES - 40
+            pieces[-1][slot].append(entry)
+            room -= size
+    return pieces
+
+
 def encode_timeline(timeline: Timeline) -> bytes:
     """A user's timeline as compact JSON."""
     body = {
@@ -84,6 +147,16 @@ def encode_timeline(timeline: Timeline) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def decode_user(value: bytes, state: PartitionState | None = None) -> tuple[Timeline, int]:
+    """A user record's timeline (all of it, or the chunk it holds) and how many chunks the
+    whole timeline takes (1 unless split)."""
+    body = _body(value)
+    count = body.get("n", 1) if body["v"] == CHUNKED_FORMAT else 1
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise MalformedRecordError(f"a chunk count that is not a positive integer: {count!r:.20}")
+    return _timeline(body, state), count
+
+
 def decode_timeline(value: bytes, state: PartitionState | None = None) -> Timeline:
     """The timeline :func:`encode_timeline` wrote (doc keys shared through ``state``).
 
@@ -92,15 +165,18 @@ def decode_timeline(value: bytes, state: PartitionState | None = None) -> Timeli
     of a bot click re-delivered across the upgrade. Raises :class:`ChangelogTooNewError` for a newer
     format and :class:`MalformedRecordError` for anything that is not a timeline.
     """
-    body = _body(value)
+    return _timeline(_body(value), state)
+
+
+def _timeline(body: dict[str, Any], state: PartitionState | None) -> Timeline:
     version = body["v"]
     try:
         humans: list[Entry] = []
         for item in _list(body["h"]):
-            ts, event_id, url, country = _human(item) if version == FORMAT else _format_1(item)
+            ts, event_id, url, country = _human(item) if version != 1 else _format_1(item)
             key = (url, country, ts - ts % MINUTE_MS)
             humans.append((ts, event_id, state.doc_key(key) if state is not None else key))
-        bots = _bots(body["b"]) if version == FORMAT else _bots_1(body["b"])
+        bots = _bots(body["b"]) if version != 1 else _bots_1(body["b"])
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedRecordError(f"unreadable speed changelog record: {exc!r}") from exc
     # Written sorted; sorting again costs little and keeps time spent right if one was not.
@@ -115,13 +191,13 @@ def _body(value: bytes) -> dict[str, Any]:
     except ValueError as exc:
         raise MalformedRecordError(f"unreadable speed changelog record: {exc}") from exc
     version = body.get("v") if isinstance(body, dict) else None
-    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+    if isinstance(version, int) and not isinstance(version, bool) and version > CHUNKED_FORMAT:
         raise ChangelogTooNewError(
             f"speed changelog record format {version} is newer than this daemon reads "
-            f"({FORMAT}): run the newer release (upgrade every daemon of the group before "
-            "starting an older one again)"
+            f"({CHUNKED_FORMAT}): run the newer release (upgrade every daemon of the group "
+            "before starting an older one again)"
         )
-    if version not in (1, FORMAT):
+    if version not in (1, FORMAT, CHUNKED_FORMAT):
         raise MalformedRecordError(f"speed changelog record without a known format: v={version!r}")
     return body  # type: ignore[no-any-return]
 
@@ -186,14 +262,31 @@ def decode_partition(value: bytes) -> tuple[int, int]:
 
 def records_for(state: PartitionState, changed: set[str], expired: set[str]) -> list[Record]:
     """The records that checkpoint ``state`` after a fold touched ``changed`` users."""
-    records = [
-        Record(state.partition, user_key(user), encode_timeline(state.users[user]))
-        for user in sorted(changed)
-        if user in state.users
-    ]
-    records.extend(Record(state.partition, user_key(user), None) for user in sorted(expired))
+    records = []
+    for user in sorted(changed):
+        if user in state.users:
+            records.extend(_user_records(state, user))
+    for user in sorted(expired):
+        records.append(Record(state.partition, user_key(user), None))
+        records.extend(_stale_chunks(state, user, 1))
     records.append(Record(state.partition, PARTITION_KEY, encode_partition(state)))
     return records
+
+
+def _user_records(state: PartitionState, user: str) -> list[Record]:
+    """A user's timeline records, and tombstones for the chunks it no longer needs."""
+    pairs = user_records(user, state.users[user])
+    records = [Record(state.partition, key, value) for key, value in pairs]
+    records.extend(_stale_chunks(state, user, len(pairs)))
+    if len(pairs) > 1:
+        state.changelog_chunks[user] = len(pairs)
+    return records
+
+
+def _stale_chunks(state: PartitionState, user: str, needed: int) -> list[Record]:
+    """Tombstones for ``user``'s chunks from ``needed`` on (forgotten from the state)."""
+    written = state.changelog_chunks.pop(user, 1)
+    return [Record(state.partition, chunk_key(user, i), None) for i in range(needed, written)]
 
 
 @dataclass(slots=True)
@@ -206,15 +299,26 @@ class Restored:
     #: partition's newest event time) is lost, see :meth:`lost`.
     malformed: int = 0
     partition_record_lost: bool = False
+    #: Split timelines with a chunk missing (its record lost): dropped, as if unreadable.
+    incomplete: int = 0
     #: Keys of the first releases' layout still live: rewritten by :meth:`migration`.
     legacy: dict[bytes, str | None] = field(default_factory=dict)
 
+    def note_legacy(self, key: bytes, user: str | None, tombstone: bool) -> None:
+        """A record under a first-release key: live ones are migrated after the restore."""
+        if tombstone:
+            self.legacy.pop(key, None)  # gone at the next compaction anyway
+        else:
+            self.legacy[key] = user
+
     def lost(self) -> str | None:
         """What the skipped records cost, in words for the log (None if nothing)."""
-        if not self.malformed:
+        if not self.malformed and not self.incomplete:
             return None
         return (
-            f"{self.malformed} changelog record(s) unreadable and skipped: those users' recent "
+            f"{self.malformed} changelog record(s) unreadable and skipped"
+            + (f", {self.incomplete} split timeline(s) incomplete" if self.incomplete else "")
+            + ": those users' recent "
             "clicks are forgotten, so until the batch layer passes their next click gives no "
             "time spent to the previous one and a re-delivery of one of those clicks may count "
             "twice in the speed views"
@@ -231,9 +335,10 @@ class Restored:
         records = [Record(partition, key, None) for key in sorted(self.legacy)]
         users = sorted({user for user in self.legacy.values() if user is not None})
         records.extend(
-            Record(partition, user_key(user), encode_timeline(self.state.users[user]))
+            Record(partition, key, value)
             for user in users
             if user in self.state.users
+            for key, value in user_records(user, self.state.users[user])
         )
         return records
 
@@ -251,32 +356,36 @@ def rebuild(
     """
     state = PartitionState(partition, session_timeout_ms, retention_ms)
     restored = Restored(state)
+    chunks = _Chunks()
     partition_seen = False
     for key, value in records:
         restored.records += 1
         user: str | None = None
         try:
-            user = _user_of(key, value)
+            user, index = _key_of(key, value)
             if key[:1] != KEY_MARK:
-                if value is None:
-                    restored.legacy.pop(key, None)  # gone at the next compaction anyway
-                else:
-                    restored.legacy[key] = user
+                restored.note_legacy(key, user, value is None)
             if user is None:
                 if value is None:
                     raise MalformedRecordError("a tombstone for the partition record")
                 state.max_ts, state.next_offset = decode_partition(value)
                 partition_seen = True
+            elif index:
+                chunks.put(user, index, None if value is None else decode_user(value, state)[0])
             elif value is None:
                 state.users.pop(user, None)
+                chunks.forget(user)
             else:
-                state.users[user] = decode_timeline(value, state)
+                state.users[user], count = decode_user(value, state)
+                chunks.expect(user, count)
         except (MalformedRecordError, UnicodeDecodeError) as exc:
             restored.malformed += 1
             if user is not None:
                 # An older record of the same user is stale now: time spent from it is wrong.
                 state.users.pop(user, None)
+                chunks.forget(user)
             _log_malformed(restored, key, exc)
+    restored.incomplete = chunks.join(state)
     if restored.malformed and not partition_seen:
         restored.partition_record_lost = True
     if not partition_seen and state.users:
@@ -295,6 +404,63 @@ def _log_malformed(restored: Restored, key: bytes, exc: Exception) -> None:
             key_sha256=hashlib.sha256(key).hexdigest()[:16],
             error=str(exc)[:200],
         )
+
+
+class _Chunks:
+    """The chunks of split timelines met during a restore, joined to their first chunk (in
+    ``state.users``) at the end. All chunks of a user are written in one transaction, so the
+    live ones at any committed offset are complete; a missing one means a lost record."""
+
+    def __init__(self) -> None:
+        self._count: dict[str, int] = {}
+        self._parts: dict[str, dict[int, Timeline]] = {}
+
+    def expect(self, user: str, count: int) -> None:
+        if count > 1:
+            self._count[user] = count
+        else:
+            self._count.pop(user, None)
+
+    def put(self, user: str, index: int, timeline: Timeline | None) -> None:
+        parts = self._parts.setdefault(user, {})
+        if timeline is None:
+            parts.pop(index, None)
+        else:
+            parts[index] = timeline
+
+    def forget(self, user: str) -> None:
+        self._count.pop(user, None)
+
+    def join(self, state: PartitionState) -> int:
+        """Complete each split user's timeline in ``state``; how many could not be (dropped:
+        their state is lost, as for an unreadable record)."""
+        incomplete = 0
+        for user, count in self._count.items():
+            first = state.users.get(user)
+            parts = self._parts.get(user, {})
+            if first is None:
+                continue
+            if any(index not in parts for index in range(1, count)):
+                incomplete += 1
+                del state.users[user]
+                continue
+            for index in range(1, count):
+                first.humans.extend(parts[index].humans)
+                first.bots |= parts[index].bots
+            first.humans.sort()
+            state.changelog_chunks[user] = count
+        return incomplete
+
+
+def _key_of(key: bytes, value: bytes | None) -> tuple[str | None, int]:
+    """The user a record's key names (None for the partition record) and the chunk index (0
+    for the user's own key)."""
+    if key.startswith(CHUNK_PREFIX) and len(key) >= len(CHUNK_PREFIX) + 4:
+        index = int.from_bytes(key[len(CHUNK_PREFIX) : len(CHUNK_PREFIX) + 4], "big")
+        if index == 0:
+            raise MalformedRecordError("a chunk key with index 0")
+        return key[len(CHUNK_PREFIX) + 4 :].decode(), index
+    return _user_of(key, value), 0
 
 
 def _user_of(key: bytes, value: bytes | None) -> str | None:

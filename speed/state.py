@@ -212,6 +212,9 @@ class PartitionState:
         self.session_timeout_ms = session_timeout_ms
         self.retention_ms = retention_ms
         self.users: dict[str, Timeline] = {}
+        #: Users whose timeline takes more than one changelog record, and how many (kept by
+        #: speed/changelog.py, so that records a shrunk timeline no longer needs are deleted).
+        self.changelog_chunks: dict[str, int] = {}
         self.max_ts = 0
         #: The next offset to fold (restored from the changelog's partition record).
         self.next_offset = 0

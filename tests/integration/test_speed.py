@@ -221,6 +221,41 @@ def test_no_user_id_can_stop_the_daemon_that_restores_its_partition(
     assert sum(doc["time_spent_count"] for doc in docs) == len(hostile)
 
 
+def test_a_shared_id_with_long_urls_neither_stalls_nor_loses_its_timeline(
+    pipeline: Settings, spawn: Spawn
+) -> None:
+    """One id behind many clicks on URLs at the 8 KiB limit: its timeline (5 MB as one record,
+    past Kafka's 1 MB, which made every transaction fail and the daemon retry the batch
+    forever) goes to the changelog in bounded chunks. A restarted daemon restores all of it:
+    each click's time spent is the gap to the next, exactly, across the restart."""
+    now = int(time.time() * 1000)
+    url = "https://shop.example/p/" + "x" * 8150
+
+    def send(first: int, count: int) -> None:
+        with Sender(pipeline.kafka, pipeline.kafka.clicks_topic) as sender:
+            for n in range(first, first + count):
+                click = {
+                    "user_id": "anonymous",
+                    "timestamp": now - 3_000_000 + n * 1000,
+                    "url": f"{url}{n:05d}",
+                    "country": "DE",
+                }
+                sender.send(b"anonymous", json.dumps(click).encode())
+
+    send(0, 400)
+    spawn("s", "--exit-when-idle", "3").finish(timeout=120)
+    send(400, 200)
+    log = spawn("s", "--exit-when-idle", "3").finish(timeout=120)
+    restored = [json.loads(line) for line in log.splitlines() if "speed.restored" in line]
+    assert sum(entry["users"] for entry in restored) == 1
+    assert all(entry["malformed"] == 0 for entry in restored)
+    docs = minutes(speed_documents(pipeline))
+    assert sum(doc["clicks"] for doc in docs) == 600
+    # Every click but the last has a successor 1 s later, the one across the restart included.
+    assert sum(doc["time_spent_count"] for doc in docs) == 599
+    assert sum(doc["time_spent_sum_ms"] for doc in docs) == 599 * 1000
+
+
 class TestStore:
     """SpeedStore against the real Elasticsearch: external versions fence stale writers."""
 

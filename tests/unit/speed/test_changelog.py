@@ -4,6 +4,7 @@ legacy records migrated, and a newer format told apart from a broken record."""
 from __future__ import annotations
 
 import json
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,11 +16,14 @@ from clickstream.times import MINUTE_MS
 from ingest.urls import normalize_url
 from ingest.validate import MAX_URL, MAX_USER_ID, parse_click
 from speed.changelog import (
+    CHUNK_BYTES,
+    CHUNK_PREFIX,
     LEGACY_PARTITION_KEY,
     MALFORMED_LOGGED,
     PARTITION_KEY,
     ChangelogTooNewError,
     Record,
+    chunk_key,
     encode_timeline,
     rebuild,
     records_for,
@@ -85,11 +89,16 @@ def raw_events(draw: st.DrawFn) -> list[bytes]:
 
 class TestWholePath:
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(raw_events(), st.integers(1, 7), st.booleans())
+    @given(raw_events(), st.integers(1, 7), st.booleans(), st.sampled_from([None, 1, 9_000]))
     def test_fold_then_restore_gives_the_same_state(
-        self, messages: list[bytes], batch: int, with_bots: bool
+        self, messages: list[bytes], batch: int, with_bots: bool, chunk_bytes: int | None
     ) -> None:
-        """Any valid events, folded and checkpointed, restore to the very state folded."""
+        """Any valid events, folded and checkpointed, restore to the very state folded; also
+        when every timeline is split into chunks (tiny CHUNK_BYTES: one entry per chunk)."""
+        with patch("speed.changelog.CHUNK_BYTES", chunk_bytes or CHUNK_BYTES):
+            self._fold_then_restore(messages, batch, with_bots)
+
+    def _fold_then_restore(self, messages: list[bytes], batch: int, with_bots: bool) -> None:
         clicks = []
         for offset, message in enumerate(messages):
             event = parse_click(message, NOW)
@@ -109,8 +118,64 @@ class TestWholePath:
         state, log = fold_in_batches(clicks, batch)
         restored = restore(log)
         assert restored.users == state.users
+        assert restored.changelog_chunks == state.changelog_chunks
         assert restored.max_ts == state.max_ts
         assert restored.next_offset == state.next_offset
+
+
+class TestBoundedRecords:
+    """A user's record stays bounded whatever the user does, and no figure changes."""
+
+    def shared_id_clicks(self, count: int, start: int = NOW) -> list[SpeedClick]:
+        """One id behind many people (or an unflagged crawler), on URLs at the 8 KiB limit."""
+        url = SITE + "p/" + "x" * (MAX_URL - len(SITE) - 12)
+        return [
+            SpeedClick(
+                0, i, "anonymous", start + i * 1000, f"e{i}", f"{url}{i:08d}", "DE", i % 5 == 0
+            )
+            for i in range(count)
+        ]
+
+    def test_a_shared_id_is_split_into_bounded_records_that_restore_whole(self) -> None:
+        """3,000 clicks of 8 KiB URLs (24 MB as one record, past Kafka's 1 MB limit, which
+        stalled the daemon's transaction forever) go out as chunks under CHUNK_BYTES."""
+        state, log = fold_in_batches(self.shared_id_clicks(3000), size=500)
+        assert max(len(r.value or b"") for r in log) <= CHUNK_BYTES
+        assert state.changelog_chunks["anonymous"] >= 24 * 2**20 // CHUNK_BYTES
+        restored = restore(log)
+        assert restored.users == state.users
+        assert len(restored.users["anonymous"].humans) == 2400
+        assert len(restored.users["anonymous"].bots) == 600
+        assert restored.changelog_chunks == state.changelog_chunks
+
+    def test_a_shrinking_timeline_deletes_the_chunks_it_no_longer_needs(self) -> None:
+        """Once the old clicks leave the window, the timeline fits one record again: the
+        chunks get tombstones, and the restore finds the one record only."""
+        clicks = self.shared_id_clicks(600)
+        later = SpeedClick(0, 600, "anonymous", NOW + RETENTION + 10**6, "late", SITE, "DE", False)
+        state, log = fold_in_batches(clicks, size=600)
+        split = state.changelog_chunks["anonymous"]
+        result = state.fold([later])
+        last = records_for(state, result.changed_users, result.expired_users)
+        assert state.changelog_chunks == {}
+        assert [r.key for r in last if r.value is None] == [
+            chunk_key("anonymous", i) for i in range(1, split)
+        ]
+        restored = restore([*log, *last])
+        assert restored.users == state.users
+        assert [e[1] for e in restored.users["anonymous"].humans] == ["late"]
+        assert restored.changelog_chunks == {}
+
+    def test_a_split_timeline_missing_a_chunk_is_dropped_and_said(self) -> None:
+        """A chunk that is gone (a lost record) makes that user's state incomplete: dropped
+        and reported, like an unreadable record, never joined half."""
+        _, log = fold_in_batches(self.shared_id_clicks(600), size=600)
+        chunk = next(r for r in log if r.key.startswith(CHUNK_PREFIX))
+        records = [(r.key, r.value) for r in log if r is not chunk]
+        restored = rebuild(0, records, session_timeout_ms=TIMEOUT, retention_ms=RETENTION)
+        assert "anonymous" not in restored.state.users
+        assert restored.incomplete == 1
+        assert "1 split timeline(s) incomplete" in (restored.lost() or "")
 
 
 class TestKeys:
@@ -227,8 +292,8 @@ class TestRobustRestore:
     @pytest.mark.parametrize("key", [user_key("anna"), PARTITION_KEY, b"anna"])
     def test_a_newer_format_stops_the_restore_by_name(self, key: bytes) -> None:
         """A record from a newer daemon is not malformed: it stops with the upgrade order."""
-        newer = b'{"v": 3, "h": [], "b": [], "max_ts": 1, "next": 1}'
-        with pytest.raises(ChangelogTooNewError, match=r"format 3 is newer.*upgrade every daemon"):
+        newer = b'{"v": 4, "h": [], "b": [], "max_ts": 1, "next": 1}'
+        with pytest.raises(ChangelogTooNewError, match=r"format 4 is newer.*upgrade every daemon"):
             rebuild(0, [(key, newer)], session_timeout_ms=TIMEOUT, retention_ms=RETENTION)
 
     def test_timelines_encode_what_they_hold(self) -> None:
