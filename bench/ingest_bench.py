@@ -7,6 +7,7 @@ Figures (events/s), each over the same generated messages:
   pipeline_cpu    validate + enrich + encode rows in-process, no I/O (the CPU ceiling)
   hbase_put       happybase batched puts of pre-built rows, no enrichment (the storage ceiling)
   speed_fold_cpu  the speed layer's fold + apply + render in-process, no I/O (its CPU ceiling)
+It also measures the speed state's memory per click kept, again with every URL padded to 8 KiB.
   daemon          one `clickstream ingest` process end to end (Kafka -> HBase + speed layer
                   in Elasticsearch + DLQ and changelog, offsets)
   daemon_no_speed the same with speed.enabled = false (what the speed layer costs)
@@ -23,6 +24,8 @@ import platform
 import secrets
 import time
 import tracemalloc
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from confluent_kafka import Consumer
@@ -95,7 +98,11 @@ def bench_pipeline_and_rows(
     return len(values) / (time.perf_counter() - started), rows, clicks
 
 
-def bench_speed_fold(settings: Settings, clicks: list[SpeedClick]) -> dict[str, float]:
+def bench_speed_fold(
+    settings: Settings,
+    clicks: list[SpeedClick],
+    arrive: Callable[[SpeedClick], SpeedClick] | None = None,
+) -> dict[str, float]:
     """The speed layer's CPU ceiling (fold + apply + render, no I/O), and the memory its state
     takes per click kept (Python heap, tracemalloc; the sketches' C++ buffers are not in it,
     about 1-4 KiB per cached document)."""
@@ -111,7 +118,10 @@ def bench_speed_fold(settings: Settings, clicks: list[SpeedClick]) -> dict[str, 
             if state.max_ts - cache_ms - evicted_at >= 60_000:  # as SpeedLayer does
                 evicted_at = state.max_ts - cache_ms
                 table.evict(0, evicted_at)
-            for doc in table.apply(state.fold(clicks[i : i + 500]).contributions):
+            batch = clicks[i : i + 500]
+            if arrive is not None:  # inside the traced run: what the state keeps of it counts
+                batch = [arrive(click) for click in batch]
+            for doc in table.apply(state.fold(batch).contributions):
                 render(doc, "bench")
         return state, table
 
@@ -131,6 +141,12 @@ def bench_speed_fold(settings: Settings, clicks: list[SpeedClick]) -> dict[str, 
         "documents_in_memory": documents,
         "bytes_per_click_kept": grown / max(kept, 1),
     }
+
+
+def with_long_path(click: SpeedClick) -> SpeedClick:
+    """The click on its URL padded to the 8 KiB limit, in a string of its own (as parsing
+    gives each click): what the speed state keeps must not grow with URL length."""
+    return replace(click, url=(click.url + "/" + "p" * 8192)[:8192])
 
 
 def bench_hbase_put(settings: Settings, rows: list[Row], batch_size: int) -> float:
@@ -158,6 +174,30 @@ def bench_daemon(settings: Settings, total: int, **env: str) -> dict[str, float]
         "batch_ms_p50": ms[len(ms) // 2],
         "batch_ms_p99": ms[int(len(ms) * 0.99)],
     }
+
+
+def print_report(
+    figures: dict[str, float],
+    speed: dict[str, float],
+    long_urls: dict[str, float],
+    daemon: dict[str, float],
+) -> None:
+    """The run's table and its memory and latency lines."""
+    print(f"\n{'measure':<15} {'events/s':>10}  daemon / this")
+    for key, value in figures.items():
+        print(f"{key:<15} {value:>10.0f}  {figures['daemon'] / value:>6.2f}")
+    print(
+        f"speed layer: {speed['bytes_per_click_kept']:.0f} bytes of state per click kept "
+        f"({speed['clicks_kept']:.0f} clicks, {speed['documents_in_memory']:.0f} documents cached)"
+    )
+    print(
+        f"speed layer with 8 KiB paths: {long_urls['bytes_per_click_kept']:.0f} bytes per click "
+        f"kept ({long_urls['bytes_per_click_kept'] / speed['bytes_per_click_kept']:.2f}x)"
+    )
+    print(
+        f"daemon batch latency p50 {daemon['batch_ms_p50']:.0f} ms, "
+        f"p99 {daemon['batch_ms_p99']:.0f} ms over {daemon['batches']:.0f} batches"
+    )
 
 
 def main() -> None:
@@ -206,6 +246,8 @@ def main() -> None:
         print("speed_fold_cpu ...", flush=True)
         speed = bench_speed_fold(settings, clicks)
         figures["speed_fold_cpu"] = speed["events_per_s"]
+        print("speed state with 8 KiB paths ...", flush=True)
+        long_urls = bench_speed_fold(settings, clicks, with_long_path)
         print("hbase_put ...", flush=True)
         figures["hbase_put"] = bench_hbase_put(put_settings, rows, settings.ingest.batch_size)
         print("daemon ...", flush=True)
@@ -236,19 +278,10 @@ def main() -> None:
         },
         "speed_layer_cost": round(1 - figures["daemon"] / figures["daemon_no_speed"], 3),
         "speed_state": {k: round(v, 1) for k, v in speed.items()},
+        "speed_state_8kib_paths": {k: round(v, 1) for k, v in long_urls.items()},
         "daemon_batches": daemon,
     }
-    print(f"\n{'measure':<15} {'events/s':>10}  daemon / this")
-    for key, value in figures.items():
-        print(f"{key:<15} {value:>10.0f}  {figures['daemon'] / value:>6.2f}")
-    print(
-        f"speed layer: {speed['bytes_per_click_kept']:.0f} bytes of state per click kept "
-        f"({speed['clicks_kept']:.0f} clicks, {speed['documents_in_memory']:.0f} documents cached)"
-    )
-    print(
-        f"daemon batch latency p50 {daemon['batch_ms_p50']:.0f} ms, "
-        f"p99 {daemon['batch_ms_p99']:.0f} ms over {daemon['batches']:.0f} batches"
-    )
+    print_report(figures, speed, long_urls, daemon)
     save("ingest", report)
 
 

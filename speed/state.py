@@ -22,6 +22,7 @@ twice and nothing is dropped silently.
 from __future__ import annotations
 
 import bisect
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -282,7 +283,15 @@ class PartitionState:
 
     def doc_key(self, key: DocKey) -> DocKey:
         """The one shared instance of ``key``: timelines hold references, not copies."""
-        return self._doc_keys.setdefault(key, key)
+        found = self._doc_keys.get(key)
+        if found is None:
+            # Every minute of a URL shares one string (each click brings its own copy): the
+            # state's memory grows with the distinct URLs, not with their length x minutes.
+            # The stored key is the shared tuple too: a dict keeps its first key object.
+            url, country, minute = key
+            found = (sys.intern(url), country, minute)
+            self._doc_keys[found] = found
+        return found
 
     def _rolled_up(self, deltas: dict[DocKey, Delta]) -> dict[RollupKey, Delta]:
         """One message's cell deltas added into the documents containing each cell (one delta
