@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLICKSTREAM := $(BIN)/clickstream
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help prereqs install lint unit integration test up down status logs schema run serve readme bench bench-ingest bench-restore bench-batch bench-freshness bench-serving bench-serving-live acceptance clean
+.PHONY: help prereqs install lint unit integration test up down status logs schema run serve readme bench bench-ingest bench-restore bench-batch bench-freshness bench-serving bench-serving-live acceptance chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -118,6 +118,9 @@ bench-restore: up ## how long a daemon takes to restore the speed state of 1,000
 
 acceptance: up ## 200k events, 3 SIGKILLs, a 30 s Thrift outage, then the batch job: all checked exactly
 	$(BIN)/python bench/acceptance.py
+
+chaos: up ## 1M events, 3 daemons, 10 SIGKILLs, every server taken away 60 s, a batch mid-run: all checked exactly
+	$(BIN)/python bench/chaos.py
 
 bench-batch: up ## batch runtime for one hour, before and after 10x more data in other days
 	$(BIN)/python bench/batch_bench.py

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
+from elasticsearch import Elasticsearch
 from elasticsearch.helpers import scan
 from results_file import save
 
@@ -45,6 +46,30 @@ from traffic.population import GeoSample
 
 #: Generated traffic delivers 1 % of events 1-3 h late: the speed window must cover them.
 LATENESS = {"CLICKSTREAM_SPEED__ALLOWED_LATENESS_S": str(LATE_MAX_MS // 1000)}
+
+
+def prepare(settings: Settings) -> Elasticsearch:
+    """The run's topics, pre-split table and view templates; a client on its indices."""
+    create_topics(settings.kafka)
+    create_table(settings, admin_runtime(settings, progress=lambda _: None))
+    client = es_connect(settings.elasticsearch)
+    create_templates(client, settings.elasticsearch)
+    return client
+
+
+def six_hours(base: Settings, events: int, seed: int, start_ms: int) -> Traffic:
+    """``events`` generated events over the 6 hours from ``start_ms`` (IPs from the stack's
+    geo database)."""
+    return generate(
+        TrafficSpec(
+            start_ms=start_ms,
+            session_timeout_ms=base.ingest.session_timeout_ms,
+            events=events,
+            hours=6,
+        ),
+        seed=seed,
+        geo=GeoSample.from_mmdb(geo_paths(base), seed=seed),
+    )
 
 
 def _wait(condition: object, timeout: float) -> None:
@@ -138,18 +163,22 @@ def truth_totals(traffic: Traffic) -> tuple[int, int, int, int]:
     return (t.clicks, t.bot_clicks, t.time_spent_sum_ms, t.time_spent_count)
 
 
-def check_speed(settings: Settings, traffic: Traffic, t0_ms: int, t1_ms: int) -> dict[str, object]:
-    """Speed views per (url, country, hour) and the merged totals against the truth."""
+def check_speed(
+    settings: Settings, traffic: Traffic, t0_ms: int, t1_ms: int, grain: str = "minute"
+) -> dict[str, object]:
+    """Speed views per (url, country, hour) and the merged totals against the truth. The
+    (url, country) views of ``grain``: minutes (dropped an hour behind the boundary once a
+    batch has run) or hours (kept with the day)."""
     client = es_connect(settings.elasticsearch)
     try:
         pattern = f"{settings.elasticsearch.index_prefix}-speed-*"
         client.indices.refresh(index=pattern)
         sums: dict[tuple[str, str, int], list[int]] = {}
-        # The (url, country, minute) views; the rollups above them are checked by the tests.
-        minutes = {
-            "bool": {"filter": [{"term": {"level": "url_country"}}, {"term": {"grain": "minute"}}]}
+        # The (url, country) views; the rollups above them are checked by the tests.
+        views = {
+            "bool": {"filter": [{"term": {"level": "url_country"}}, {"term": {"grain": grain}}]}
         }
-        for hit in scan(client, index=pattern, query={"query": minutes}):
+        for hit in scan(client, index=pattern, query={"query": views}):
             doc = hit["_source"]
             key = (doc["url"], doc["country"], doc["start"] // HOUR_MS * HOUR_MS)
             row = sums.setdefault(key, [0, 0, 0, 0])
@@ -238,26 +267,13 @@ def main() -> None:
     name = f"accept_{secrets.token_hex(3)}"
     settings = isolated(base, name)
     stack = Stack(base, progress=lambda line: print(f"  [stack] {line}", flush=True))
-    create_topics(settings.kafka)
-    create_table(settings, admin_runtime(settings, progress=lambda _: None))
-    client = es_connect(settings.elasticsearch)
-    create_templates(client, settings.elasticsearch)
+    client = prepare(settings)
     rng = random.Random(args.seed)
     report: dict[str, object] = {"when": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
         # Whole hours, so the batch layer can process exactly the generated span.
         start = (int(time.time() * 1000) // HOUR_MS - 7) * HOUR_MS
-        geo = GeoSample.from_mmdb(geo_paths(base), seed=args.seed)
-        traffic = generate(
-            TrafficSpec(
-                start_ms=start,
-                session_timeout_ms=base.ingest.session_timeout_ms,
-                events=args.events,
-                hours=6,
-            ),
-            seed=args.seed,
-            geo=geo,
-        )
+        traffic = six_hours(base, args.events, args.seed, start)
         total = len(traffic.messages)
         print(
             f"publishing {total} messages ({traffic.truth.summary.duplicates} duplicates, "

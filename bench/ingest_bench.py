@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from acceptance import six_hours
 from confluent_kafka import Consumer
 from results_file import save
 
@@ -44,9 +45,8 @@ from speed.docs import DocTable, render
 from speed.state import PartitionState, SpeedClick
 from storage.admin import create_table, drop_tables
 from storage.writer import HBaseWriter, Row
-from traffic.generate import TrafficSpec, generate, publish
+from traffic.generate import publish
 from traffic.harness import DaemonProcess, batch_throughput, batches_in, isolated
-from traffic.population import GeoSample
 
 
 def bench_kafka_consume(settings: Settings, total: int) -> float:
@@ -222,17 +222,7 @@ def main() -> None:
     client = es_connect(settings.elasticsearch)
     create_templates(client, settings.elasticsearch)
     try:
-        start = int(time.time() * 1000) - 6 * 3_600_000
-        traffic = generate(
-            TrafficSpec(
-                start_ms=start,
-                session_timeout_ms=base.ingest.session_timeout_ms,
-                events=args.events,
-                hours=6,
-            ),
-            seed=args.seed,
-            geo=GeoSample.from_mmdb(geo_paths(base), seed=args.seed),
-        )
+        traffic = six_hours(base, args.events, args.seed, int(time.time() * 1000) - 6 * 3_600_000)
         total = len(traffic.messages)
         publish(traffic, settings.kafka, settings.kafka.clicks_topic, progress=lambda _: None)
 
