@@ -336,16 +336,10 @@ class IngestLoop:
         self._producer.poll(0.5)
 
     def _abort(self) -> None:
-        try:
-            self._producer.abort_transaction(TXN_CALL_TIMEOUT_S)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.fatal():
-                raise FatalIngestError(transaction.fatal_message("abort", error)) from exc
-            # No transaction open (it failed before begin completed) or a timeout: the next
-            # begin_transaction tells; a transaction left open is aborted by the broker at
-            # transaction.timeout.ms at the latest.
-            log.warning("kafka.abort_failed", error=str(exc))
+        transaction.abort(
+            lambda: self._producer.abort_transaction(TXN_CALL_TIMEOUT_S),
+            wait=self._wait_before_retry,
+        )
 
     def _account(self, batch: ProcessedBatch, speed: SpeedBatch | None, seconds: float) -> None:
         rejected = sum(batch.rejected.values())

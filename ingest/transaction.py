@@ -12,6 +12,10 @@ librdkafka's transactional API documents what each error of ``begin_transaction`
   transactional id): the producer is unusable; the daemon exits non-zero;
 * anything else is a bug or a state error: abort, then replay the batch.
 
+``abort_transaction`` itself follows the same rule (:func:`abort`): one that timed out goes on in
+the background and is repeated until done; starting anything else meanwhile fails with
+"Conflicting abort_transaction API call is already in progress", forever.
+
 A full local producer queue raises ``BufferError`` from ``produce``: serve the delivery
 callbacks (``poll``) and produce again. Each repetition goes through ``wait``, the daemon's
 backoff, which pings the watchdog, serves the consumer group and says whether to go on.
@@ -47,10 +51,12 @@ class TxnAction(enum.Enum):
 
 def action_for(error: KafkaError) -> TxnAction:
     """The caller's move after ``error``, as librdkafka documents it (fatal first: a fatal
-    error may also say retriable)."""
+    error may also say retriable). A call refused because another one is still in progress
+    (``_CONFLICT``: an abort that timed out goes on in the background) is never repeated as
+    it is: the abort must be resumed first."""
     if error.fatal():
         return TxnAction.EXIT
-    if error.txn_requires_abort():
+    if error.txn_requires_abort() or error.code() == KafkaError._CONFLICT:
         return TxnAction.ABORT
     if error.retriable():
         return TxnAction.REPEAT
@@ -67,6 +73,33 @@ def fatal_message(what: str, error: KafkaError) -> str:
             "--instance (the default holds the host name), and make sure one is not running twice"
         )
     return f"Kafka {what} failed fatally: {error.str()} ({fix})"
+
+
+def abort(call: Callable[[], None], *, wait: Callable[[int], bool]) -> None:
+    """``abort_transaction`` until it is done. An abort that timed out goes on in the
+    background ("retry call to resume"): it is a retriable error, and the *same* call is
+    repeated after ``wait(attempt)``; anything else begun meanwhile is refused with _CONFLICT.
+    A fatal error raises FatalIngestError; any other (no transaction open) ends it: the next
+    ``begin_transaction`` tells, and the broker aborts a transaction left open at its timeout.
+    Returns early only when ``wait`` says the daemon stops."""
+    attempt = 0
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                raise FatalIngestError(fatal_message("abort_transaction", error)) from exc
+            if not error.retriable():
+                log.warning("kafka.abort_failed", error=error.str())
+                return
+            attempt += 1
+            log.warning(
+                "kafka.txn_retry", step="abort_transaction", attempt=attempt, error=error.str()
+            )
+        if not wait(attempt):
+            return
 
 
 def step(

@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from clickstream.errors import RetriableError
-from ingest.transaction import FatalIngestError, TxnAction, action_for, step
+from ingest.transaction import FatalIngestError, TxnAction, abort, action_for, step
 
 
 def failing(*errors: BaseException, result: str = "done") -> tuple[list[int], object]:
@@ -106,3 +106,38 @@ class TestStep:
         with pytest.raises(RetriableError, match="stopping"):
             run(call, daemon)
         assert daemon.aborts == 1
+
+
+class TestAbort:
+    def test_a_call_refused_while_an_abort_goes_on_resumes_the_abort(self) -> None:
+        """begin_transaction after an abort that timed out fails with _CONFLICT, retriable,
+        forever: it must abort (resume the abort), never repeat itself."""
+        conflict = KafkaError(
+            KafkaError._CONFLICT,
+            "Conflicting abort_transaction API call is already in progress",
+            retriable=True,
+        )
+        assert action_for(conflict) is TxnAction.ABORT
+
+    def test_an_abort_that_timed_out_is_repeated_until_done(self) -> None:
+        """A 60 s broker freeze left every daemon stuck: the abort timed out (it goes on in
+        the background, "retry call to resume"), the daemon went on to begin_transaction and
+        was refused forever. The same abort call is now repeated, with the backoff between."""
+        timeout = kafka(KafkaError._TIMED_OUT, retriable=True)
+        calls, call = failing(timeout, timeout, result="")
+        daemon = Recorder()
+        abort(call, wait=daemon.wait)  # type: ignore[arg-type]
+        assert (len(calls), daemon.waits) == (3, [1, 2])
+
+    def test_no_transaction_to_abort_ends_the_abort(self) -> None:
+        calls, call = failing(kafka(KafkaError._STATE), result="")
+        abort(call, wait=Recorder().wait)  # type: ignore[arg-type]
+        assert len(calls) == 1
+
+    def test_a_fatal_abort_exits_and_stopping_leaves_it_to_the_broker(self) -> None:
+        _, fenced = failing(kafka(KafkaError._FENCED, fatal=True), result="")
+        with pytest.raises(FatalIngestError, match="abort_transaction failed fatally"):
+            abort(fenced, wait=Recorder().wait)  # type: ignore[arg-type]
+        calls, timing_out = failing(*[kafka(KafkaError._TIMED_OUT, retriable=True)] * 5, result="")
+        abort(timing_out, wait=Recorder(go_on=False).wait)  # type: ignore[arg-type]
+        assert len(calls) == 1
