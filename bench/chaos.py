@@ -1,7 +1,9 @@
 """The chaos run (`make chaos`): the pipeline under kills, outages and a batch run, checked exactly.
 
 1,000,000 generated events (1 % malformed of 13 kinds, 2 % duplicate deliveries, bots, late and
-out-of-order events) on 8 partitions go through three daemons in one group. While they work,
+out-of-order events) on 8 partitions go through three daemons in one group, supervised as
+systemd runs them (a daemon that exits, or whose watchdog pings stop for 20 s, is restarted
+under its own name; `ingest.hung_after_s` 40 s). While they work,
 at random points of the run: ten SIGKILLs of a random daemon (restarted under its own name, as
 systemd does), one outage of each server (Kafka, Thrift and Elasticsearch frozen with SIGSTOP,
 the blackholed case; HBase stopped and started again), each `--outage-s` long (60 s: longer than
@@ -24,10 +26,13 @@ import argparse
 import json
 import random
 import secrets
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from acceptance import (
     LATENESS,
@@ -52,6 +57,7 @@ from storage.admin import drop_tables
 from storage.late import snapshot
 from traffic.generate import Traffic, publish
 from traffic.harness import DaemonProcess, committed, isolated
+from traffic.notify import PingClock
 
 DAEMONS = ("c1", "c2", "c3")
 #: How each server is taken away: frozen (connections stay open, nothing answers) or stopped
@@ -60,36 +66,89 @@ DAEMONS = ("c1", "c2", "c3")
 OUTAGES = {"kafka": "freeze", "thrift": "freeze", "elasticsearch": "freeze", "hbase": "stop"}
 
 
+#: The units' watchdog, scaled down: a daemon silent this long is killed and restarted.
+WATCHDOG_S = 20.0
+#: TimeoutStartSec: how long a daemon may take to its first ping (tables checked, group joined).
+START_S = 120.0
+
+
 class Crew:
-    """The three daemons; a killed one is started again under its own name."""
+    """The three daemons, supervised as systemd runs them (Restart=always, WatchdogSec): one
+    that exits, or whose watchdog pings stop, is started again under its own name."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, home: Path) -> None:
         self.settings = settings
-        self.running = {name: self._start(name) for name in DAEMONS}
+        self.home = home
+        self.starts = 0
+        self.watchdog_kills: list[str] = []
+        self.running: dict[str, tuple[DaemonProcess, PingClock, float]] = {}
+        for name in DAEMONS:
+            self._start(name)
 
-    def _start(self, name: str) -> DaemonProcess:
-        return DaemonProcess.start(self.settings, name, **LATENESS)
+    def _start(self, name: str) -> None:
+        self.starts += 1
+        path = str(self.home / f"{name}-{self.starts}.sock")
+        clock = PingClock(path)
+        daemon = DaemonProcess.start(
+            self.settings,
+            name,
+            NOTIFY_SOCKET=path,
+            WATCHDOG_USEC=str(int(WATCHDOG_S * 1_000_000)),
+            # A wait without progress this long is a hung call: the pings stop.
+            CLICKSTREAM_INGEST__HUNG_AFTER_S=str(int(2 * WATCHDOG_S)),
+            **LATENESS,
+        )
+        self.running[name] = (daemon, clock, time.monotonic())
+
+    def _replace(self, name: str) -> None:
+        daemon, clock, _ = self.running[name]
+        if daemon.process.poll() is None:
+            daemon.kill()
+        clock.close()
+        self._start(name)
 
     def kill_one(self, rng: random.Random) -> str:
         name = rng.choice(DAEMONS)
-        self.running[name].kill()
-        self.running[name] = self._start(name)
+        self._replace(name)
         return name
 
-    def deaths(self) -> list[str]:
-        """Daemons that exited by themselves (none should), restarted as systemd would."""
-        dead = [name for name, d in self.running.items() if d.process.poll() is not None]
-        for name in dead:
-            print(f"  ! {name} exited {self.running[name].process.returncode}:")
-            print(self.running[name].log()[-2000:])
-            self.running[name] = self._start(name)
-        return dead
+    def supervise(self) -> list[str]:
+        """Restart the daemons that exited (none should; returned) or went silent."""
+        exited = []
+        now = time.monotonic()
+        for name, (daemon, clock, started) in list(self.running.items()):
+            if daemon.process.poll() is not None:
+                print(f"  ! {name} exited {daemon.process.returncode}:")
+                print("\n".join(line for line in daemon.log().splitlines()[-20:]))
+                exited.append(name)
+                self._replace(name)
+            elif (
+                # systemd arms the watchdog at READY (the first ping follows it); before that
+                # only the start timeout applies.
+                now - max([started, *clock.times]) > (WATCHDOG_S if clock.times else START_S)
+            ):
+                print(f"  ! {name}: no watchdog ping for {WATCHDOG_S:.0f}s: killed, restarted")
+                self.watchdog_kills.append(name)
+                self._replace(name)
+        return exited
 
     def stop(self) -> None:
-        for daemon in self.running.values():
+        """SIGTERM each (once it has its signal handlers: a daemon restarted a moment ago may
+        still be importing), then wait for its clean exit."""
+        for daemon, _, _ in self.running.values():
+            deadline = time.monotonic() + 60
+            while '"ingest.start"' not in daemon.log() and time.monotonic() < deadline:
+                time.sleep(0.5)
             daemon.process.send_signal(signal.SIGTERM)
-        for daemon in self.running.values():
+        for daemon, clock, _ in self.running.values():
             daemon.finish(timeout=120)
+            clock.close()
+
+    def kill_all(self) -> None:
+        for daemon, clock, _ in self.running.values():
+            if daemon.process.poll() is None:
+                daemon.kill()
+            clock.close()
 
 
 def outage(stack: Stack, server: str, seconds: float) -> None:
@@ -124,7 +183,8 @@ def run(
     """The schedule, against three working daemons; what happened."""
     total = len(traffic.messages)
     rng = random.Random(args.seed)
-    crew = Crew(settings)
+    home = Path(tempfile.mkdtemp(prefix="chaos-notify-"))
+    crew = Crew(settings, home)
     events: list[dict[str, object]] = []
     deaths: list[str] = []
     started = time.monotonic()
@@ -151,13 +211,13 @@ def run(
         wait_until(reached(settings, total), crew, deaths, timeout=1800)
         crew.stop()
     finally:
-        for daemon in crew.running.values():
-            if daemon.process.poll() is None:
-                daemon.kill()
+        crew.kill_all()
+        shutil.rmtree(home, ignore_errors=True)
     return {
         "messages": total,
         "schedule": events,
         "unexpected_exits": deaths,
+        "watchdog_restarts": crew.watchdog_kills,
         "wall_s": round(time.monotonic() - started, 1),
     }
 
@@ -172,7 +232,7 @@ def wait_until(
 ) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        deaths.extend(crew.deaths())
+        deaths.extend(crew.supervise())
         if time.monotonic() > deadline:
             raise SystemExit(f"no progress within {timeout:.0f}s")
         time.sleep(1)
@@ -258,6 +318,7 @@ def main() -> None:
             report["merged_totals_unchanged_after_batch"],
         ),
         ("daemons that exited by themselves", len(exits) if isinstance(exits, list) else exits),
+        ("daemons restarted by the watchdog", report["watchdog_restarts"]),
     ]
     print(json.dumps(report, indent=2))
     print(f"\n{'check':<58} result")

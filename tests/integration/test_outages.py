@@ -24,9 +24,9 @@ from commands.stack.manager import Stack
 from tests.integration.helpers import Spawn, make_traffic, metric, wait_for
 from tests.integration.test_ingest import assert_landed_exactly
 from tests.integration.test_speed import assert_speed_equals_truth
-from tests.notify import PingClock
 from traffic.generate import Traffic, publish
 from traffic.harness import free_port
+from traffic.notify import PingClock
 
 pytestmark = pytest.mark.integration
 

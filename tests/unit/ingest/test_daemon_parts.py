@@ -16,8 +16,8 @@ import pytest
 
 from ingest.metrics import IngestMetrics, serve
 from ingest.systemd import Notifier
-from tests.notify import PingClock
 from tests.paths import ROOT
+from traffic.notify import PingClock
 
 UNITS = ROOT / "deploy" / "systemd"
 

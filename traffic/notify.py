@@ -1,4 +1,5 @@
-"""A systemd notify socket for tests: what a daemon under systemd sends, timestamped."""
+"""A systemd notify socket for tests and the chaos run: what a daemon under systemd sends,
+timestamped."""
 
 from __future__ import annotations
 
