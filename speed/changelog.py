@@ -117,18 +117,26 @@ def _dumps(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def _human_size(entry: list[Any]) -> int:
+    """An upper bound of a human entry's JSON (6 bytes per character covers any \\u escape)."""
+    return 6 * (len(entry[1]) + len(entry[2]) + len(entry[3])) + 40
+
+
+def _bot_size(entry: list[Any]) -> int:
+    return 6 * len(entry[1]) + 30
+
+
 def _pieces(humans: list[list[Any]], bots: list[list[Any]]) -> list[tuple[list[Any], list[Any]]]:
     """Entries cut into runs whose JSON stays under CHUNK_BYTES. Sizes are bounded from above
-    without encoding (6 bytes per character covers any \\u escape), so the common case, a
-    timeline far below the limit, costs one pass of len()."""
-    sizes_h = [6 * (len(e[1]) + len(e[2]) + len(e[3])) + 40 for e in humans]
-    sizes_b = [6 * len(e[1]) + 30 for e in bots]
-    if sum(sizes_h) + sum(sizes_b) + 40 <= CHUNK_BYTES:
+    without encoding, so the common case, a timeline far below the limit, costs one sum of
+    len() and no list (this runs for every user a batch touches)."""
+    room = CHUNK_BYTES - 40
+    if sum(map(_human_size, humans)) + sum(map(_bot_size, bots)) <= room:
         return [(humans, bots)]
     pieces: list[tuple[list[Any], list[Any]]] = [([], [])]
-    room = CHUNK_BYTES - 40
-    for entries, sizes, slot in ((humans, sizes_h, 0), (bots, sizes_b, 1)):
-        for entry, size in zip(entries, sizes, strict=True):
+    for entries, size_of, slot in ((humans, _human_size, 0), (bots, _bot_size, 1)):
+        for entry in entries:
+            size = size_of(entry)
             if size > room and (pieces[-1][0] or pieces[-1][1]):
                 pieces.append(([], []))
                 room = CHUNK_BYTES - 40
