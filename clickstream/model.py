@@ -90,13 +90,19 @@ class Geo:
 
 @dataclass(frozen=True, slots=True)
 class Agent:
-    """What a user-agent string says about the browser, OS and device; bots flagged."""
+    """What a user-agent string says about the browser, OS and device; bots flagged.
+
+    ``bot_rule`` names the rule that flagged a bot (``ingest.agent.BOT_RULES``: ``uap-core``,
+    ``crawler-user-agents``, ``tools``); ``None`` for a human, and for a bot read from a row
+    written before the rule was stored.
+    """
 
     browser_family: str = "Other"
     browser_major: str | None = None
     os_family: str = "Other"
     device_family: str = "Other"
     is_bot: bool = False
+    bot_rule: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,3 +42,6 @@ BROWSER_MAJOR: Final = column(USER_AGENT_DATA, "browser_major")
 OS_FAMILY: Final = column(USER_AGENT_DATA, "os")
 DEVICE_FAMILY: Final = column(USER_AGENT_DATA, "device")
 IS_BOT: Final = column(USER_AGENT_DATA, "is_bot")
+BOT_RULE: Final = column(USER_AGENT_DATA, "bot_rule")
+"""The rule that flagged a bot (``Agent.bot_rule``, e.g. ``crawler-user-agents``): written only
+when ``is_bot`` is 1, and absent from rows written before it existed."""

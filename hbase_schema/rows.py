@@ -1,7 +1,8 @@
 """An enriched click as the cells of its master-dataset row, and back.
 
 Pure: the ingest daemon writes what ``to_row`` returns; the batch job reads with ``from_row``.
-Absent optional values are simply not written (HBase stores no nulls).
+Absent optional values are simply not written (HBase stores no nulls); so is the bot rule of a
+human. Rows written by older releases decode too: a missing optional cell reads as None.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def to_row(
         c.LATITUDE: geo.latitude,
         c.LONGITUDE: geo.longitude,
         c.BROWSER_MAJOR: agent.browser_major,
+        c.BOT_RULE: agent.bot_rule if agent.is_bot else None,
     }
     cells.update({col: _text(value) for col, value in optional.items() if value is not None})
     if source is not None:
@@ -96,12 +98,15 @@ def from_row(cells: Mapping[bytes, bytes]) -> StoredClick:
         latitude=opt_float(c.LATITUDE),
         longitude=opt_float(c.LONGITUDE),
     )
+    is_bot = cells.get(c.IS_BOT) == b"1"
     agent = Agent(
         browser_family=cells[c.BROWSER_FAMILY].decode(),
         browser_major=opt(c.BROWSER_MAJOR),
         os_family=cells[c.OS_FAMILY].decode(),
         device_family=cells[c.DEVICE_FAMILY].decode(),
-        is_bot=cells.get(c.IS_BOT) == b"1",
+        is_bot=is_bot,
+        # None for a human, and for a bot in a row written before the rule was stored.
+        bot_rule=opt(c.BOT_RULE) if is_bot else None,
     )
     click = EnrichedClick(
         event=event,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from clickstream.model import Agent, ClickEvent, EnrichedClick, Geo, Reason, Rejection, Source
 from hbase_schema import columns, decode_row_key, salt_of
 from hbase_schema.rows import from_row, to_row
@@ -21,6 +23,13 @@ CLICK = EnrichedClick(
     geo=Geo("GB", "London", "England", 51.5142, -0.0931),
     agent=Agent("Chrome", "120", "Windows", "Other", is_bot=False),
     ip_anonymized="81.2.69.0",
+)
+BOT_CLICK = EnrichedClick(
+    event=ClickEvent("e2", "feeds", 1_700_000_000_000, "https://a.example/feed", user_agent="x"),
+    url_normalized="https://a.example/feed",
+    geo=Geo("US"),
+    agent=Agent("Other", None, "Other", "Other", is_bot=True, bot_rule="crawler-user-agents"),
+    ip_anonymized=None,
 )
 
 
@@ -69,6 +78,46 @@ class TestToRow:
         assert stored.click.event.timestamp_ms == CLICK.event.timestamp_ms
         assert stored.click.event.ip == "81.2.69.0"
         assert stored.source == "clicks:0:7"
+
+
+class TestBotRule:
+    def test_a_bots_rule_is_stored_and_read_back(self) -> None:
+        """A bot's row holds the rule that flagged it, and decodes to the same agent."""
+        _, cells = to_row(BOT_CLICK, 16)
+        assert cells[columns.IS_BOT] == b"1"
+        assert cells[columns.BOT_RULE] == b"crawler-user-agents"
+        assert columns.BOT_RULE == b"user_agent_data:bot_rule"
+        agent = from_row(cells).click.agent
+        assert agent == BOT_CLICK.agent
+        assert agent.bot_rule == "crawler-user-agents"
+
+    def test_a_human_row_has_no_rule_cell(self) -> None:
+        """Rows stay compact: no bot_rule cell for a person, who reads back with rule None."""
+        _, cells = to_row(CLICK, 16)
+        assert columns.BOT_RULE not in cells
+        assert from_row(cells).click.agent.bot_rule is None
+
+    def test_a_rule_is_never_written_without_the_flag(self) -> None:
+        """An agent with a rule but no bot flag (not one the parser makes) writes no rule."""
+        human = replace(CLICK, agent=replace(CLICK.agent, bot_rule="tools"))
+        _, cells = to_row(human, 16)
+        assert cells[columns.IS_BOT] == b"0"
+        assert columns.BOT_RULE not in cells
+
+    def test_an_old_bot_row_without_the_column_has_rule_none(self) -> None:
+        """A bot row written before the rule was stored still decodes: a bot, rule unknown."""
+        _, cells = to_row(BOT_CLICK, 16)
+        del cells[columns.BOT_RULE]
+        agent = from_row(cells).click.agent
+        assert (agent.is_bot, agent.bot_rule) == (True, None)
+        assert agent == replace(BOT_CLICK.agent, bot_rule=None)
+
+    def test_a_stray_rule_on_a_human_row_is_ignored(self) -> None:
+        """is_bot is the flag that counts: a rule cell beside is_bot=0 decodes to rule None."""
+        _, cells = to_row(CLICK, 16)
+        cells[columns.BOT_RULE] = b"tools"
+        agent = from_row(cells).click.agent
+        assert (agent.is_bot, agent.bot_rule) == (False, None)
 
 
 class TestDeadLetter:
