@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLICKSTREAM := $(BIN)/clickstream
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help prereqs install lint unit integration test up down status logs schema run serve readme bench bench-ingest bench-restore bench-batch bench-freshness bench-serving bench-serving-live acceptance chaos clean
+.PHONY: help prereqs install assets browser lint unit integration test up down status logs schema run serve readme bench bench-ingest bench-restore bench-batch bench-freshness bench-serving bench-serving-live acceptance chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,13 +25,34 @@ prereqs: ## check the tools a fresh machine must have (Python 3.11+, JDK 17+, Ma
 	command -v npm >/dev/null || missing="$$missing\n  - npm (Debian: apt-get install npm)"; \
 	if [ -n "$$missing" ]; then echo -e "missing prerequisites:$$missing"; exit 1; fi
 
+DASHBOARD := serving/dashboard
+ASSETS := $(DASHBOARD)/static/vendor/uPlot.iife.min.js $(DASHBOARD)/static/vendor/uPlot.min.css
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
 $(STAMP): setup.cfg pyproject.toml | prereqs
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
-install: $(STAMP) ## create .venv and install the package with its dev tools
+install: $(STAMP) assets ## create .venv and install the package with its dev tools (and the dashboard's assets)
+
+$(ASSETS): $(DASHBOARD)/package.json $(DASHBOARD)/package-lock.json
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund --loglevel=error
+	@mkdir -p $(DASHBOARD)/static/vendor
+	cp $(DASHBOARD)/node_modules/uplot/dist/uPlot.iife.min.js $(DASHBOARD)/node_modules/uplot/dist/uPlot.min.css $(DASHBOARD)/static/vendor/
+	cp $(DASHBOARD)/node_modules/uplot/LICENSE $(DASHBOARD)/static/vendor/uPlot.LICENSE
+
+assets: $(ASSETS) ## the dashboard's chart library (uPlot) from the npm registry, by the committed lockfile
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the dashboard's browser tests (browser downloads are not possible here)"
+	$(SUDO) apt-get install -y -q chromium >/dev/null \
+	  || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; } \
+	  || { echo "could not install chromium: run 'apt-get install chromium' (or set CHROMIUM=/path/to/chromium)"; exit 1; }
+
+browser: $(CHROMIUM) ## Debian's chromium, for the dashboard's browser tests
 
 lint: install ## ruff (lint + format) and mypy --strict
 	$(BIN)/ruff check .
@@ -42,11 +63,11 @@ lint: install ## ruff (lint + format) and mypy --strict
 unit: install ## unit tests only (no servers)
 	$(BIN)/pytest tests/unit
 
-integration: install ## integration tests on the real local stack (started if needed)
-	$(BIN)/pytest tests/integration
+integration: install browser ## integration tests on the real local stack (started if needed)
+	CLICKSTREAM_CHROMIUM=$(CHROMIUM) $(BIN)/pytest tests/integration
 
-test: lint ## lint, type-check, then every test (starts the local stack if it is not up)
-	$(BIN)/pytest tests
+test: lint browser ## lint, type-check, then every test (starts the local stack if it is not up)
+	CLICKSTREAM_CHROMIUM=$(CHROMIUM) $(BIN)/pytest tests
 
 up: install ## start the local stack (fetches the servers on first use)
 	$(CLICKSTREAM) stack up

@@ -1,7 +1,12 @@
-"""``clickstream serve``: the query as an HTTP JSON API (FastAPI), with its OpenAPI schema.
+"""``clickstream serve``: the query as an HTTP JSON API (FastAPI), with its OpenAPI schema, and
+the dashboard that reads it.
 
-GET /v1/metrics answers what ``clickstream query`` answers. A bad parameter is a 422 whose body
-names the parameter and the fix; Elasticsearch unreachable is a 503; never a 5xx for input.
+GET /v1/metrics answers what ``clickstream query`` answers; GET /v1/series gives clicks per
+bucket for the dashboard's graph; GET / is the dashboard (serving/dashboard/). A bad parameter
+is a 422 whose body names the parameter and the fix (``bad_parameter``; ``bad_range`` for the
+rules across parameters that the schema cannot state); Elasticsearch unreachable is a 503;
+never a 5xx for input. The schema states every parameter's real constraints, so a client
+generated from it sends only what the API accepts (checked by a schema fuzzer in the tests).
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from clickstream import __version__
 from clickstream.settings import Settings
+from clickstream.times import iso
 from serving.answer import answer_dict
-from serving.errors import BackendUnavailableError, QueryError
-from serving.params import EXAMPLE_TIME, GROUP_BY_CHOICES, build_query
-from serving.service import MetricsService
+from serving.dashboard import DASHBOARD_DIR, missing_assets
+from serving.errors import BackendUnavailableError, QueryError, RangeRuleError
+from serving.params import EXAMPLE_TIME, GROUP_BY_CHOICES, TIME_PATTERN, build_query
+from serving.series import BUCKET_CHOICES, BUCKETS, bucket_of
+from serving.service import MetricsService, Series
 
 #: The fix a 422 suggests for each parameter (FastAPI's own checks say only what is wrong).
 HINTS = {
@@ -30,6 +39,7 @@ HINTS = {
     "country": "give an ISO 3166-1 alpha-2 code, e.g. DE",
     "group_by": f"use one of {', '.join(GROUP_BY_CHOICES)}",
     "top": "give a whole number from 1 to serving.max_top",
+    "bucket": f"use one of {', '.join(BUCKET_CHOICES)}",
 }
 
 
@@ -81,12 +91,57 @@ class AnswerOut(BaseModel):
     notes: list[str]
 
 
+class PointOut(BaseModel):
+    """One bucket of a series: clicks and bot clicks of the batch and speed parts."""
+
+    start: str
+    start_ms: int
+    clicks: int
+    bot_clicks: int
+    batch_clicks: int
+    batch_bot_clicks: int
+    speed_clicks: int
+    speed_bot_clicks: int
+
+
+class SeriesOut(BaseModel):
+    """Clicks per bucket over a range, the boundary and the speed layer's reach."""
+
+    range: dict[str, str]
+    filters: dict[str, str | None]
+    bucket: str
+    bucket_ms: int
+    boundary: str | None
+    boundary_ms: int | None
+    speed_until: str | None
+    speed_until_ms: int | None
+    late_events_waiting: int | None
+    late_events_in_range: int | None
+    points: list[PointOut]
+
+
 class ErrorOut(BaseModel):
     """A refused request: which parameter, what is wrong and how to fix it."""
 
     error: str
     parameter: str | None = None
     message: str
+
+
+FROM = Query(
+    alias="from",
+    pattern=TIME_PATTERN,
+    description="Range start, ISO-8601 with a UTC offset (inclusive), from 1970 on.",
+    examples=[EXAMPLE_TIME],
+)
+TO = Query(
+    alias="to",
+    pattern=TIME_PATTERN,
+    description="Range end, ISO-8601 with a UTC offset (exclusive), after from, at most "
+    "serving.max_range_days later (a bad_range 422 otherwise).",
+    examples=["2026-11-22T11:00:00Z"],
+)
+COUNTRY = Query(None, pattern="^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 code (ZZ: unknown).")
 
 
 def _error(status: int, kind: str, message: str, parameter: str | None = None) -> JSONResponse:
@@ -101,9 +156,44 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
     return _error(422, "bad_parameter", f"{parameter}: {first['msg']}; {hint}", parameter)
 
 
+def series_dict(series: Series) -> dict[str, Any]:
+    """A series as plain data (the response body of /v1/series)."""
+    query = series.query
+    return {
+        "range": {"from": iso(query.from_ms), "to": iso(query.to_ms)},
+        "filters": {"url_prefix": query.url_prefix, "country": query.country},
+        "bucket": series.bucket,
+        "bucket_ms": BUCKETS[series.bucket],
+        "boundary": None if series.boundary_ms is None else iso(series.boundary_ms),
+        "boundary_ms": series.boundary_ms,
+        "speed_until": None if series.speed_until_ms is None else iso(series.speed_until_ms),
+        "speed_until_ms": series.speed_until_ms,
+        "late_events_waiting": series.late.waiting,
+        "late_events_in_range": series.late.touching_range,
+        "points": [
+            {
+                "start": iso(p.start_ms),
+                "start_ms": p.start_ms,
+                "clicks": p.clicks,
+                "bot_clicks": p.bot_clicks,
+                "batch_clicks": p.batch_clicks,
+                "batch_bot_clicks": p.batch_bot_clicks,
+                "speed_clicks": p.speed_clicks,
+                "speed_bot_clicks": p.speed_bot_clicks,
+            }
+            for p in series.points
+        ],
+    }
+
+
 def create_app(settings: Settings, service: MetricsService | None = None) -> FastAPI:
     """The API over ``service`` (by default one built from ``settings``, closed on shutdown)."""
     metrics_service = service or MetricsService(settings)
+    url_query = Query(
+        None,
+        max_length=settings.serving.max_url_prefix_bytes // 4,  # 4 bytes at most per character
+        description="Prefix of the normalised URL (at most serving.max_url_prefix_bytes of UTF-8).",
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -125,7 +215,8 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
 
     @app.exception_handler(QueryError)
     async def on_query_error(_: Request, exc: QueryError) -> JSONResponse:
-        return _error(422, "bad_parameter", str(exc), exc.parameter)
+        kind = "bad_range" if isinstance(exc, RangeRuleError) else "bad_parameter"
+        return _error(422, kind, str(exc), exc.parameter)
 
     @app.exception_handler(BackendUnavailableError)
     async def on_unavailable(_: Request, exc: BackendUnavailableError) -> JSONResponse:
@@ -139,20 +230,10 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
     )
     def get_metrics(
         *,
-        since: str = Query(
-            alias="from",
-            description="Range start, ISO-8601 with a UTC offset (inclusive).",
-            examples=[EXAMPLE_TIME],
-        ),
-        until: str = Query(
-            alias="to",
-            description="Range end, ISO-8601 with a UTC offset (exclusive).",
-            examples=["2026-11-22T11:00:00Z"],
-        ),
-        url: str | None = Query(None, description="Prefix of the normalised URL."),
-        country: str | None = Query(
-            None, pattern="^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 code (ZZ: unknown)."
-        ),
+        since: str = FROM,
+        until: str = TO,
+        url: str | None = url_query,
+        country: str | None = COUNTRY,
         group_by: str | None = Query(
             None,
             description="Group by url, country or url,country (default: only the total).",
@@ -175,6 +256,43 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
             top=top,
         )
         return answer_dict(metrics_service.query(query))
+
+    @app.get(
+        "/v1/series",
+        response_model=SeriesOut,
+        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        summary="Clicks per minute, hour or day over a time range, batch and speed apart",
+    )
+    def get_series(
+        *,
+        since: str = FROM,
+        until: str = TO,
+        url: str | None = url_query,
+        country: str | None = COUNTRY,
+        bucket: str = Query(
+            "auto",
+            description="Bucket size; auto: minutes up to 3 hours, hours up to 3 days, then "
+            "days. At most 1,500 buckets (a bad_range 422 beyond).",
+            json_schema_extra={"enum": list(BUCKET_CHOICES)},
+        ),
+    ) -> dict[str, Any]:
+        query = build_query(settings.serving, since=since, until=until, url=url, country=country)
+        chosen = bucket_of(bucket, query.from_ms, query.to_ms)
+        return series_dict(metrics_service.series(query, chosen))
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    def dashboard() -> FileResponse | PlainTextResponse:
+        missing = missing_assets()
+        if missing:
+            message = (
+                f"The dashboard's chart library is not built ({', '.join(missing)} missing "
+                "in serving/dashboard/static/vendor): run `make assets` in the checkout, or "
+                "install a wheel built after it. The API works without it: /docs."
+            )
+            return PlainTextResponse(message, status_code=503)
+        return FileResponse(DASHBOARD_DIR / "index.html")
+
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD_DIR), name="dashboard")
 
     @app.get("/healthz", summary="Whether the API can reach Elasticsearch")
     def healthz() -> JSONResponse:

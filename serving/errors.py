@@ -12,6 +12,7 @@ CLI_FLAGS = {
     "country": "--country",
     "group_by": "--group-by",
     "top": "--top",
+    "bucket": "--bucket",
 }
 
 
@@ -32,6 +33,13 @@ class QueryError(ServingError, ConfigError):
         """The message with the parameters spelt as command-line flags."""
         names = [CLI_FLAGS.get(name, name) for name in self.parameter.split(",")]
         return f"{'/'.join(names)}: {self.problem}; {self.fix}"
+
+
+class RangeRuleError(QueryError):
+    """A rule no single parameter's schema can state: ``to`` after ``from``, the longest range,
+    the most points of a series, a calendar date that does not exist (30 February), an instant
+    before 1970 or after 9999 once the offset is applied. The API answers 422 ``bad_range``;
+    every other refusal of a request that matches the OpenAPI schema would be a defect."""
 
 
 class TooBroadError(QueryError):

@@ -20,13 +20,22 @@ from clickstream.times import (
     iso,
     parse_ms,
 )
-from serving.errors import QueryError
+from serving.errors import QueryError, RangeRuleError
 
 #: The last millisecond an answer can show (ISO-8601 years have four digits).
 LAST_MS: Final = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EPOCH) // timedelta(
     milliseconds=1
 )
 EXAMPLE_TIME: Final = "2026-11-22T10:00:00Z"
+#: The times the HTTP API accepts, as its OpenAPI schema states them: a date from 1970, ``T``
+#: (or a space), hours and minutes, optional seconds and fraction, and a UTC offset (``Z`` or
+#: ``+HH:MM``; a space for the ``+`` an unencoded URL turns into one). What a pattern cannot say
+#: (30 February; an offset that moves the instant before 1970) is a :class:`RangeRuleError`.
+TIME_PATTERN: Final = (
+    r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]"
+    r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+    r"(Z|[+ -]([01][0-9]|2[0-3])(:?[0-5][0-9])?)$"
+)
 
 #: Accepted spellings of group_by -> the group key fields, in output order.
 GROUPINGS: Final[dict[str, tuple[str, ...]]] = {
@@ -62,6 +71,8 @@ def parse_time(text: str, parameter: str) -> int:
     try:
         ms = parse_ms(cleaned)
     except NotIsoTimeError:
+        if re.fullmatch(TIME_PATTERN, text):  # well formed, but no such day (30 February)
+            raise RangeRuleError(parameter, f"{text!r} is not a date", fix) from None
         raise QueryError(parameter, f"not an ISO-8601 time: {text!r}", fix) from None
     except NoUtcOffsetError:
         raise QueryError(
@@ -70,9 +81,9 @@ def parse_time(text: str, parameter: str) -> int:
     except OverflowError:
         raise QueryError(parameter, f"{text!r} is out of range", fix) from None
     if ms < 0:
-        raise QueryError(parameter, f"{text!r} is before 1970-01-01", "give a later time")
+        raise RangeRuleError(parameter, f"{text!r} is before 1970-01-01", "give a later time")
     if ms > LAST_MS:
-        raise QueryError(parameter, f"{text!r} is after 9999-12-31", "give an earlier time")
+        raise RangeRuleError(parameter, f"{text!r} is after 9999-12-31", "give an earlier time")
     return ms
 
 
@@ -145,14 +156,14 @@ def build_query(
     from_ms = parse_time(since, "from")
     to_ms = parse_time(until, "to")
     if to_ms <= from_ms:
-        raise QueryError(
+        raise RangeRuleError(
             "to",
             f"{until!r} is not after from ({iso(from_ms)})",
             "give a later end or an earlier start",
         )
     days = (to_ms - from_ms) / DAY_MS
     if days > settings.max_range_days:
-        raise QueryError(
+        raise RangeRuleError(
             "to",
             f"the range spans {days:.1f} days, more than serving.max_range_days = "
             f"{settings.max_range_days}",

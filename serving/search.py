@@ -320,3 +320,38 @@ def late_ledger_keys(settings: HBaseSettings) -> tuple[list[bytes] | None, str |
         return None, str(exc)
     except (OSError, TException) as exc:
         return None, f"HBase Thrift at {settings.host}:{settings.port} unreachable ({exc})"
+
+
+def histogram(
+    client: Elasticsearch, found: Sequence[Part], bucket_ms: int
+) -> dict[int, tuple[int, int]]:
+    """Clicks and bot clicks per bucket of ``bucket_ms`` (UTC-aligned) over the parts' documents,
+    summed by Elasticsearch: bucket start -> (clicks, bot clicks), empty buckets left out."""
+    if not found:
+        return {}
+    indices, body = combined(found)
+    response = client.search(
+        index=indices,
+        query=body,
+        size=0,
+        aggs={
+            "buckets": {
+                "date_histogram": {
+                    "field": "start",
+                    "fixed_interval": f"{bucket_ms // MINUTE_MS}m",
+                    "min_doc_count": 1,
+                },
+                "aggs": {
+                    "clicks": {"sum": {"field": "clicks"}},
+                    "bot_clicks": {"sum": {"field": "bot_clicks"}},
+                },
+            }
+        },
+        ignore_unavailable=True,
+        allow_no_indices=True,
+        track_total_hits=False,
+    )
+    buckets = response.get("aggregations", {}).get("buckets", {}).get("buckets", [])
+    return {
+        int(b["key"]): (int(b["clicks"]["value"]), int(b["bot_clicks"]["value"])) for b in buckets
+    }

@@ -15,10 +15,23 @@ from clickstream.settings import Settings
 from indexing.client import connect
 from indexing.templates import read_boundary
 from serving import search
-from serving.answer import Answer, late_events, notes_for
+from serving.answer import Answer, LateEvents, late_events, notes_for
 from serving.merge import Group, Selection, metrics, select
 from serving.params import MetricsQuery
-from serving.plan import plan
+from serving.plan import Plan, plan
+from serving.series import BUCKETS, Point, points, series_plan
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """Clicks per bucket over a range, with the facts a reader needs to trust them."""
+
+    query: MetricsQuery
+    bucket: str
+    boundary_ms: int | None
+    speed_until_ms: int | None
+    late: LateEvents
+    points: list[Point]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +108,51 @@ class MetricsService(Closeable):
             group_count=found.group_count,
             notes=tuple(notes_for(query, boundary, late_error, found.group_count)),
         )
+
+    def series(self, query: MetricsQuery, bucket: str) -> Series:
+        """Clicks and bot clicks per bucket of the query's range (its groups ignored), the
+        batch part and the speed part apart (serving/series.py)."""
+        prefix = self._settings.elasticsearch.index_prefix
+        client = self.client
+        whole = dataclasses.replace(query, group_by=(), top=None, default_top=False)
+        with search.unavailable_as_error(self._settings.elasticsearch.url):
+            boundary = read_boundary(client, prefix)
+            state = search.speed_state(client, prefix, boundary)
+            speed_until = state.until_ms
+            tiles = series_plan(plan(whole, boundary, speed_until, state.sealed_hours), bucket)
+            sums = self._histograms(whole, tiles, bucket)
+            if tiles.open_end:  # as in query(): something newer was folded meanwhile
+                state = search.speed_state(client, prefix, boundary)
+                if state.until_ms != speed_until:
+                    speed_until = state.until_ms
+                    tiles = series_plan(plan(whole, boundary, None, state.sealed_hours), bucket)
+                    sums = self._histograms(whole, tiles, bucket)
+        keys, late_error = self._late_ledger()
+        return Series(
+            query=whole,
+            bucket=bucket,
+            boundary_ms=boundary,
+            speed_until_ms=speed_until,
+            late=late_events(keys, whole, boundary, late_error),
+            points=points(query.from_ms, query.to_ms, bucket, *sums),
+        )
+
+    def _histograms(
+        self, query: MetricsQuery, tiles: Plan, bucket: str
+    ) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
+        """The batch part's and the speed part's sums per bucket."""
+        prefix = self._settings.elasticsearch.index_prefix
+        batch = dataclasses.replace(
+            tiles, speed_hours=(), sealed_hours=(), speed_minutes=(), open_end=False
+        )
+        speed = dataclasses.replace(tiles, hours=(), quarters=(), days=())
+        size = BUCKETS[bucket]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            sums = [
+                pool.submit(search.histogram, self.client, search.parts(prefix, query, part), size)
+                for part in (batch, speed)
+            ]
+            return sums[0].result(), sums[1].result()
 
     def _select(
         self,

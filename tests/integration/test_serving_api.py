@@ -22,11 +22,14 @@ from typing import Any
 import datasketches
 import httpx
 import pytest
+import schemathesis
 from elasticsearch import Elasticsearch
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import positive_data_acceptance
 
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS, MINUTE_MS
@@ -423,6 +426,118 @@ class TestRefusals:
         parameters = schema["paths"]["/v1/metrics"]["get"]["parameters"]
         assert {p["name"] for p in parameters} == set(PARAMS)
         assert api.get("/healthz").json() == {"status": "ok", "elasticsearch": True}
+
+
+class TestSeries:
+    """/v1/series: clicks per bucket, the batch part and the speed part apart."""
+
+    @staticmethod
+    def points(api: TestClient, **params: str) -> dict[int, tuple[int, int, int, int]]:
+        response = api.get("/v1/series", params=params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["boundary_ms"] == BOUNDARY
+        assert body["speed_until_ms"] == SPEED[1].start + MINUTE_MS
+        return {
+            p["start_ms"]: (
+                p["batch_clicks"],
+                p["batch_bot_clicks"],
+                p["speed_clicks"],
+                p["speed_bot_clicks"],
+            )
+            for p in body["points"]
+        }
+
+    def test_hours_split_at_the_boundary(self, api: TestClient) -> None:
+        """Batch hours before the boundary, the speed hour after; the speed documents behind
+        the boundary (HIDDEN) are not counted."""
+        found = self.points(api, **{"from": iso(H), "to": iso(H + 3 * HOUR_MS), "bucket": "hour"})
+        assert found == {
+            H: (17, 2, 0, 0),
+            H + HOUR_MS: (5, 0, 0, 0),
+            H + 2 * HOUR_MS: (0, 0, 3, 0),
+        }
+
+    def test_minutes_of_the_speed_layer(self, api: TestClient) -> None:
+        """Up to 3 hours: minute buckets, empty ones included."""
+        start = BOUNDARY - 10 * MINUTE_MS
+        found = self.points(api, **{"from": iso(start), "to": iso(BOUNDARY + 5 * MINUTE_MS)})
+        assert sorted(found) == list(range(start, BOUNDARY + 5 * MINUTE_MS, MINUTE_MS))
+        assert {start: v for start, v in found.items() if any(v)} == {
+            BOUNDARY + MINUTE_MS: (0, 0, 2, 0),
+            BOUNDARY + 3 * MINUTE_MS: (0, 0, 1, 0),
+        }
+
+    def test_a_day_holds_both_layers(self, api: TestClient) -> None:
+        """A day bucket starts at UTC midnight and holds the batch and the speed part."""
+        found = self.points(api, **{"from": iso(H), "to": iso(H + 3 * HOUR_MS), "bucket": "day"})
+        assert found == {H - H % (24 * HOUR_MS): (22, 2, 3, 0)}
+
+    def test_filters_apply(self, api: TestClient) -> None:
+        params = {"from": iso(H), "to": iso(H + 4 * HOUR_MS), "country": "fr"}
+        assert self.points(api, **params) == {
+            H: (4, 0, 0, 0),
+            H + HOUR_MS: (0, 0, 0, 0),
+            H + 2 * HOUR_MS: (0, 0, 1, 0),
+            H + 3 * HOUR_MS: (0, 0, 0, 0),
+        }
+
+    def test_refusals_name_the_parameter(self, api: TestClient) -> None:
+        """An unknown bucket is a bad parameter; too many points is a range rule."""
+        week = {"from": iso(H), "to": iso(H + 7 * 24 * HOUR_MS)}
+        unknown = api.get("/v1/series", params={**week, "bucket": "week"})
+        assert unknown.status_code == 422
+        assert unknown.json()["parameter"] == "bucket"
+        too_many = api.get("/v1/series", params={**week, "bucket": "minute"})
+        assert too_many.status_code == 422
+        assert too_many.json()["error"] == "bad_range"
+        assert "10080 points" in too_many.json()["message"]
+
+
+def only_range_rules_refuse_what_the_schema_allows(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
+    """The positive-data check, told about the rules no parameter's schema can state: a
+    request generated from the schema may be refused only as ``bad_range`` (to after from,
+    the longest range, the most points, 30 February)."""
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return None
+    if response.status_code >= 400:
+        body = response.json()
+        assert response.status_code == 422, (response.status_code, body)
+        assert body["error"] == "bad_range", f"the schema allows what the API refused: {body}"
+    return None
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_a_schema_fuzzer_finds_no_server_error_and_no_unstated_rule(
+    served: Settings, mode: GenerationMode
+) -> None:
+    """schemathesis, from the app's own /openapi.json, every operation: no 5xx, every response
+    matches the schema; requests the schema allows are accepted except by a stated range rule
+    (positive mode), requests it forbids are refused (negative mode)."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(served))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} == {"/v1/metrics", "/v1/series", "/healthz"}
+    for operation in operations:
+        if mode is GenerationMode.NEGATIVE and operation.path == "/healthz":
+            continue  # no parameter to get wrong
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @hypothesis_settings(
+            max_examples=40,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        def fuzz(case: schemathesis.Case) -> None:
+            case.call_and_validate(
+                excluded_checks=[positive_data_acceptance],
+                additional_checks=[only_range_rules_refuse_what_the_schema_allows],
+            )
+
+        fuzz()
 
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)

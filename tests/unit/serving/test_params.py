@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from clickstream.settings import ServingSettings
 from clickstream.times import iso
-from serving.errors import QueryError
-from serving.params import MetricsQuery, build_query, parse_time
+from serving.errors import QueryError, RangeRuleError
+from serving.params import TIME_PATTERN, MetricsQuery, build_query, parse_time
 
 SETTINGS = ServingSettings(max_range_days=2, max_top=50, max_url_prefix_bytes=16)
 H = 1_795_341_600_000  # 2026-11-22T10:00:00Z
@@ -139,3 +141,42 @@ class TestFilters:
     def test_cli_spelling_of_the_parameter(self) -> None:
         """The CLI shows flags: group_by -> --group-by."""
         assert refused(group_by="x").for_cli().startswith("--group-by: ")
+
+
+class TestTimePattern:
+    """The API's schema pattern for times, against the parser behind it."""
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "2026-11-22T10:00:00Z",
+            "2026-11-22T10:00Z",
+            "2026-11-22 10:00:00.123456+02:00",
+            "2026-11-22T10:00:00+0200",
+            "2026-11-22T10:00:00 02:00",  # an unencoded '+' arrives as a space
+            "1970-01-01T00:00:00Z",
+        ],
+    )
+    def test_what_the_pattern_allows_parses(self, text: str) -> None:
+        assert re.fullmatch(TIME_PATTERN, text)
+        assert parse_time(text, "from") >= 0
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "",
+            "now",
+            "2026-11-22",
+            "2026-11-22T10:00:00",
+            "1969-12-31T23:59:59Z",
+            "2026-13-01T00:00Z",
+        ],
+    )
+    def test_the_pattern_refuses(self, text: str) -> None:
+        assert not re.fullmatch(TIME_PATTERN, text)
+
+    @pytest.mark.parametrize("text", ["2026-02-30T10:00Z", "1970-01-01T00:30+01:00"])
+    def test_what_only_the_calendar_refuses_is_a_range_rule(self, text: str) -> None:
+        assert re.fullmatch(TIME_PATTERN, text)
+        with pytest.raises(RangeRuleError):
+            parse_time(text, "from")
