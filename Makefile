@@ -126,9 +126,10 @@ run: schema ## the pipeline end to end: traffic -> ingest (HBase + speed) -> que
 	$(CLICKSTREAM) query --from $$(date -u -d '-30 days' +%Y-%m-%dT%H:%M:%SZ) \
 	  --to $$(date -u +%Y-%m-%dT%H:%M:%SZ) --group-by url --top 5; \
 	echo; $(CLICKSTREAM) inspect --hours 7; \
-	echo; echo "ground truth of this run: .run/truth.json; the API: make serve"
+	echo; echo "ground truth of this run: .run/truth.json"; \
+	echo "the dashboard (and the API, /docs): $$($(BIN)/python -c 'from clickstream.settings import load_settings; s = load_settings().serving; print(f"http://{s.host}:{s.port}/")') once \`make serve\` runs"
 
-serve: schema ## the HTTP API on serving.port (OpenAPI at /docs and /openapi.json)
+serve: schema ## the dashboard at / and the HTTP API on serving.port (OpenAPI at /docs and /openapi.json)
 	$(CLICKSTREAM) serve
 
 bench-ingest: up ## ingest throughput beside its raw ceilings (prints, saves bench/results/)
