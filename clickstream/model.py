@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 
 class Reason(StrEnum):
@@ -88,11 +89,22 @@ class Geo:
     longitude: float | None = None
 
 
+RULE_UAP_CORE: Final = "uap-core"
+"""uap-core's device family is ``Spider``: a crawler uap-core names."""
+RULE_CRAWLER_LIST: Final = "crawler-user-agents"
+"""A pattern of the crawler-user-agents list (PyPI ``crawler-user-agents``, MIT) matches."""
+RULE_TOOLS: Final = "tools"
+"""A token of the project's short list of tools (``ingest.agent.AUTOMATION_TOKENS``) matches."""
+BOT_RULES: Final = (RULE_UAP_CORE, RULE_CRAWLER_LIST, RULE_TOOLS)
+"""Every bot rule, in the order ingest tries them (``ingest/agent.py``): the values of
+``Agent.bot_rule``, and the rules the views count bot clicks by."""
+
+
 @dataclass(frozen=True, slots=True)
 class Agent:
     """What a user-agent string says about the browser, OS and device; bots flagged.
 
-    ``bot_rule`` names the rule that flagged a bot (``ingest.agent.BOT_RULES``: ``uap-core``,
+    ``bot_rule`` names the rule that flagged a bot (:data:`BOT_RULES`: ``uap-core``,
     ``crawler-user-agents``, ``tools``); ``None`` for a human, and for a bot read from a row
     written before the rule was stored.
     """

@@ -92,21 +92,35 @@ def create_templates(client: Elasticsearch, settings: ElasticsearchSettings) -> 
         except Exception as exc:
             raise SchemaError(f"cannot put index template {name}: {exc}") from exc
         written.append(name)
-    upgrade_speed_indices(client, settings.index_prefix)
+    upgrade_view_indices(client, settings.index_prefix)
     return written
 
 
-def upgrade_speed_indices(client: Elasticsearch, prefix: str) -> list[str]:
-    """Add the fields this release's speed documents carry to existing speed indices (made by
-    an older template, whose strict mapping would refuse them); the indices changed."""
+def upgrade_view_indices(client: Elasticsearch, prefix: str) -> list[str]:
+    """Add the fields this release's view documents carry (the speed layer's level, grain and
+    offsets; bot clicks by rule) to existing view indices made by an older release, whose
+    strict mappings would refuse them; the indices changed."""
     names = ViewNames(prefix)
     changed = []
+    for pattern, wanted in (
+        (names.speed_pattern, {**VIEW_PROPERTIES, **SPEED_PROPERTIES}),
+        (names.sealed_pattern, VIEW_PROPERTIES),
+        (names.batch_index, VIEW_PROPERTIES),
+        (cube_index(prefix), VIEW_PROPERTIES),
+    ):
+        changed.extend(_add_fields(client, pattern, wanted))
+    return changed
+
+
+def _add_fields(client: Elasticsearch, pattern: str, wanted: dict[str, Any]) -> list[str]:
+    """Put the fields of ``wanted`` that the indices of ``pattern`` lack; the indices changed."""
+    changed = []
     found = client.indices.get_mapping(
-        index=names.speed_pattern, allow_no_indices=True, ignore_unavailable=True
+        index=pattern, allow_no_indices=True, ignore_unavailable=True
     )
     for index, body in dict(found).items():
         properties = body.get("mappings", {}).get("properties", {})
-        absent = {k: v for k, v in SPEED_PROPERTIES.items() if k not in properties}
+        absent = {k: v for k, v in wanted.items() if k not in properties}
         if absent:
             try:
                 client.indices.put_mapping(index=index, properties=absent)

@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
+from clickstream.model import RULE_CRAWLER_LIST, RULE_TOOLS, RULE_UAP_CORE
 from clickstream.times import DAY_MS, HOUR_MS
+
+#: Bot clicks by the rule that flagged them (clickstream.model.BOT_RULES), one field each.
+#: Their sum can be less than ``bot_clicks``: bots stored before the rule was recorded count in
+#: ``bot_clicks`` only (the API reports them as ``unknown``).
+BOT_RULE_FIELDS: Final[dict[str, str]] = {
+    RULE_UAP_CORE: "bot_clicks_uap_core",
+    RULE_CRAWLER_LIST: "bot_clicks_crawler_list",
+    RULE_TOOLS: "bot_clicks_tools",
+}
 
 #: Mapping of the fields every view document has.
 VIEW_PROPERTIES: Final[dict[str, Any]] = {
@@ -25,6 +36,7 @@ VIEW_PROPERTIES: Final[dict[str, Any]] = {
     "start": {"type": "date", "format": "strict_date_optional_time||epoch_millis"},
     "clicks": {"type": "long"},
     "bot_clicks": {"type": "long"},
+    **{field: {"type": "long"} for field in BOT_RULE_FIELDS.values()},
     "unique_users": {"type": "long"},
     "users_sketch": {"type": "binary"},
     "time_spent_sum_ms": {"type": "long"},
@@ -194,6 +206,13 @@ def stored_sketch(raw: bytes) -> bytes:
     return bytes(union.get_result(SKETCH_TYPE).serialize_compact())
 
 
+def bot_rules_of(source: Mapping[str, Any]) -> dict[str, int] | None:
+    """A stored document's bot clicks by rule (the rules with any; None when none)."""
+    found = {rule: int(source.get(field) or 0) for rule, field in BOT_RULE_FIELDS.items()}
+    kept = {rule: count for rule, count in found.items() if count}
+    return kept or None
+
+
 def view_source(
     *,
     url: str | None,
@@ -205,14 +224,18 @@ def view_source(
     users_sketch: bytes | None,
     time_spent_sum_ms: int,
     time_spent_count: int,
+    bot_clicks_by_rule: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The ``_source`` of a view document (the speed layer adds its partition and offset)."""
+    """The ``_source`` of a view document (the speed layer adds its partition and offset).
+    ``bot_clicks_by_rule``: bot clicks per rule of :data:`BOT_RULE_FIELDS` (absent rules 0)."""
+    by_rule = bot_clicks_by_rule or {}
     return {
         "url": url,
         "country": country,
         "start": start_ms,
         "clicks": clicks,
         "bot_clicks": bot_clicks,
+        **{field: by_rule.get(rule, 0) for rule, field in BOT_RULE_FIELDS.items()},
         "unique_users": unique_users,
         "users_sketch": base64.b64encode(users_sketch).decode() if users_sketch else None,
         "time_spent_sum_ms": time_spent_sum_ms,

@@ -22,7 +22,6 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
 
 from crawleruseragents import CRAWLER_USER_AGENTS_DATA
 from ua_parser import (
@@ -34,16 +33,12 @@ from ua_parser import (
     load_lazy_builtins,
 )
 
-from clickstream.model import Agent
-
-RULE_UAP_CORE: Final = "uap-core"
-"""uap-core's device family is ``Spider``: a crawler uap-core names."""
-RULE_CRAWLER_LIST: Final = "crawler-user-agents"
-"""A pattern of the crawler-user-agents list (PyPI ``crawler-user-agents``, MIT) matches."""
-RULE_TOOLS: Final = "tools"
-"""A token of :data:`AUTOMATION_TOKENS` or the word ``bot`` (:data:`BOT_WORD`)."""
-BOT_RULES: Final = (RULE_UAP_CORE, RULE_CRAWLER_LIST, RULE_TOOLS)
-"""Every bot rule, in the order they are tried: the values of ``Agent.bot_rule``."""
+from clickstream.model import (
+    RULE_CRAWLER_LIST,
+    RULE_TOOLS,
+    RULE_UAP_CORE,
+    Agent,
+)
 
 AUTOMATION_TOKENS = (
     "crawler", "spider",

@@ -110,6 +110,7 @@ def speed_clicks(batch: ProcessedBatch) -> list[SpeedClick]:
             url=click.url_normalized,
             country=click.geo.country,
             is_bot=click.agent.is_bot,
+            bot_rule=click.agent.bot_rule,
         )
         for click, (_, source) in zip(batch.clicks, batch.keys, strict=True)
     ]

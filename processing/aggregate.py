@@ -20,7 +20,7 @@ from pyspark.sql.types import (
 )
 
 from clickstream.times import HOUR_MS
-from indexing.views import LEVEL_KEYS
+from indexing.views import BOT_RULE_FIELDS, LEVEL_KEYS
 
 #: What the reader yields per stored click: only the columns the views need.
 CLICKS_SCHEMA = StructType(
@@ -31,10 +31,21 @@ CLICKS_SCHEMA = StructType(
         StructField("url", StringType(), nullable=False),
         StructField("country", StringType(), nullable=False),
         StructField("is_bot", BooleanType(), nullable=False),
+        StructField("bot_rule", StringType(), nullable=True),
     ]
 )
 
 GROUP = ["url", "country", "hour"]
+
+
+def _bots_by_rule() -> list[Column]:
+    """Bot clicks per rule, one column per field of BOT_RULE_FIELDS."""
+    return [
+        F.count(F.when(F.col("is_bot") & (F.col("bot_rule") == F.lit(rule)), 1))
+        .cast("long")
+        .alias(field)
+        for rule, field in BOT_RULE_FIELDS.items()
+    ]
 
 
 def _hour(ts: Column) -> Column:
@@ -67,6 +78,7 @@ def rollups(clicks: DataFrame, grain_ms: int, levels: tuple[str, ...], lg_k: int
     grouped = bucketed.groupingSets(sets, "start", "url", "country").agg(
         F.count(F.when(~F.col("is_bot"), 1)).cast("long").alias("clicks"),
         F.count(F.when(F.col("is_bot"), 1)).cast("long").alias("bot_clicks"),
+        *_bots_by_rule(),
         F.countDistinct(human_user).cast("long").alias("unique_users"),
         F.hll_sketch_agg(human_user, lg_k).alias("users_sketch"),
         F.coalesce(F.sum("time_spent"), F.lit(0)).cast("long").alias("time_spent_sum_ms"),
@@ -97,7 +109,9 @@ def batch_views(clicks: DataFrame, lg_k: int) -> DataFrame:
         )
     )
     bots = (
-        in_range.filter(F.col("is_bot")).groupBy(*GROUP).agg(F.count(F.lit(1)).alias("bot_clicks"))
+        in_range.filter(F.col("is_bot"))
+        .groupBy(*GROUP)
+        .agg(F.count(F.lit(1)).alias("bot_clicks"), *_bots_by_rule())
     )
     views = humans.join(bots, on=GROUP, how="full_outer")
     return views.select(
@@ -108,4 +122,5 @@ def batch_views(clicks: DataFrame, lg_k: int) -> DataFrame:
         F.coalesce("time_spent_sum_ms", F.lit(0)).cast("long").alias("time_spent_sum_ms"),
         F.coalesce("time_spent_count", F.lit(0)).cast("long").alias("time_spent_count"),
         F.coalesce("bot_clicks", F.lit(0)).cast("long").alias("bot_clicks"),
+        *(F.coalesce(f, F.lit(0)).cast("long").alias(f) for f in BOT_RULE_FIELDS.values()),
     )

@@ -23,6 +23,7 @@ WANTED = [
     columns.URL_NORMALIZED,
     columns.COUNTRY,
     columns.IS_BOT,
+    columns.BOT_RULE,
 ]
 
 
@@ -46,7 +47,7 @@ def scan_specs(t0_ms: int, t1_ms: int, buckets: int, slice_ms: int) -> list[Scan
 
 def _scan(
     settings: HBaseSettings, caching: int, specs: Iterable[ScanSpec]
-) -> Iterator[tuple[str, int, str, str, str, bool]]:
+) -> Iterator[tuple[str, int, str, str, str, bool, str | None]]:
     # Runs on an executor: imports and connections happen there.
     from hbase_schema.rowkey import scan_ranges  # noqa: PLC0415
     from storage.connection import connect  # noqa: PLC0415
@@ -66,9 +67,18 @@ def _scan(
                     cells[columns.URL_NORMALIZED].decode(),
                     cells[columns.COUNTRY].decode(),
                     cells.get(columns.IS_BOT) == b"1",
+                    _rule(cells),
                 )
     finally:
         connection.close()
+
+
+def _rule(cells: dict[bytes, bytes]) -> str | None:
+    """The bot rule a row stores (rows written before it was stored have none)."""
+    if cells.get(columns.IS_BOT) != b"1":
+        return None
+    rule = cells.get(columns.BOT_RULE)
+    return rule.decode() if rule else None
 
 
 def read_clicks(

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, Row
 
 from clickstream.errors import RetriableError
 from clickstream.settings import ElasticsearchSettings
-from indexing.views import cube_id, stored_sketch, view_id, view_source
+from indexing.views import BOT_RULE_FIELDS, cube_id, stored_sketch, view_id, view_source
 
 
 def view_document(row: Row, start: str = "hour") -> dict[str, Any]:
@@ -31,6 +31,7 @@ def view_document(row: Row, start: str = "hour") -> dict[str, Any]:
         users_sketch=stored_sketch(bytes(sketch)) if sketch is not None else None,
         time_spent_sum_ms=int(row["time_spent_sum_ms"]),
         time_spent_count=int(row["time_spent_count"]),
+        bot_clicks_by_rule={rule: int(row[field]) for rule, field in BOT_RULE_FIELDS.items()},
     )
 
 

@@ -98,6 +98,7 @@ def metrics_dict(metrics: Metrics) -> dict[str, Any]:
     return {
         "clicks": metrics.clicks,
         "bot_clicks": metrics.bot_clicks,
+        "bot_clicks_by_rule": dict(metrics.bot_clicks_by_rule),
         "unique_users": unique_users_dict(metrics.unique_users),
         "time_spent_sum_ms": metrics.time_spent_sum_ms,
         "time_spent_count": metrics.time_spent_count,

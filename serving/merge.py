@@ -13,12 +13,13 @@ countries).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import datasketches
 
+from clickstream.model import BOT_RULES
 from indexing.views import CUBE_GRAINS
 from serving.errors import ServingError
 from serving.params import MetricsQuery
@@ -26,6 +27,8 @@ from serving.params import MetricsQuery
 #: Bounds are given at two standard deviations: about 95.4 % confidence.
 STD_DEVS: Final = 2
 CONFIDENCE: Final = 0.9545
+#: The bot clicks whose rule was not stored (ingested before it was), in ``bot_clicks_by_rule``.
+UNKNOWN_RULE: Final = "unknown"
 
 #: batch: a (url, country, hour) view; cube: a rollup of the batch cube; speed: a minute view.
 Layer = Literal["batch", "cube", "speed"]
@@ -48,6 +51,8 @@ class ViewDoc:
     sketch: bytes | None
     time_spent_sum_ms: int
     time_spent_count: int
+    #: Bot clicks by the rule that flagged them (clickstream.model.BOT_RULES; None: none).
+    bot_rules: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,9 @@ class Metrics:
     avg_time_spent_ms: float | None
     unique_users: UniqueUsers
     documents: int
+    #: Bot clicks by rule: every rule of clickstream.model.BOT_RULES, and ``unknown`` for bots
+    #: stored before the rule was recorded; they add up to ``bot_clicks``.
+    bot_clicks_by_rule: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +219,25 @@ def metrics(selection: Selection, lg_k: int) -> Metrics:
     clicks = sum(d.clicks for d in docs)
     spent_sum = sum(d.time_spent_sum_ms for d in docs)
     spent_count = sum(d.time_spent_count for d in docs)
+    bot_clicks = sum(d.bot_clicks for d in docs)
     return Metrics(
         clicks=clicks,
-        bot_clicks=sum(d.bot_clicks for d in docs),
+        bot_clicks=bot_clicks,
         time_spent_sum_ms=spent_sum,
         time_spent_count=spent_count,
         clicks_without_time_spent=clicks - spent_count,
         avg_time_spent_ms=spent_sum / spent_count if spent_count else None,
         unique_users=unique_users(selection, lg_k),
         documents=len(docs),
+        bot_clicks_by_rule=by_rule(docs, bot_clicks),
     )
+
+
+def by_rule(docs: Iterable[ViewDoc], bot_clicks: int) -> dict[str, int]:
+    """Bot clicks per rule of ``docs``, with ``unknown`` the bots no rule was stored for."""
+    counts = dict.fromkeys(BOT_RULES, 0)
+    for doc in docs:
+        for rule, count in (doc.bot_rules or {}).items():
+            counts[rule] = counts.get(rule, 0) + count
+    counts[UNKNOWN_RULE] = bot_clicks - sum(counts.values())
+    return counts

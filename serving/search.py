@@ -31,6 +31,7 @@ from indexing.views import (
     LEVEL_URL_COUNTRY,
     MEASURE_FIELDS,
     ViewNames,
+    bot_rules_of,
     cube_index,
 )
 from serving.errors import BackendUnavailableError, QueryError, TooBroadError
@@ -113,6 +114,7 @@ def view_doc(hit: dict[str, Any], prefix: str) -> ViewDoc:
         sketch=base64.b64decode(sketch) if sketch else None,
         time_spent_sum_ms=int(source.get("time_spent_sum_ms") or 0),
         time_spent_count=int(source.get("time_spent_count") or 0),
+        bot_rules=bot_rules_of(source),
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from datasketches import hll_sketch
 
-from indexing.views import GRAIN_HOUR, GRAIN_MINUTE, LEVEL_URL_COUNTRY, view_source
+from indexing.views import GRAIN_HOUR, GRAIN_MINUTE, LEVEL_URL_COUNTRY, bot_rules_of, view_source
 from speed.state import Contribution, RollupKey, SpeedDoc, span_of
 
 
@@ -49,6 +49,7 @@ def render(doc: SpeedDoc, prefix: str) -> Rendered:
         spent_sum=doc.spent_sum,
         spent_count=doc.spent_count,
         sketch=doc.sketch,
+        bot_rules=doc.bot_rules,
     )
     source.update(partition=doc.partition, last_offset=doc.last_offset)
     return Rendered(speed_index(prefix, start, grain), doc.doc_id, doc.last_offset, source)
@@ -62,6 +63,7 @@ def rollup_source(
     spent_sum: int,
     spent_count: int,
     sketch: hll_sketch | None,
+    bot_rules: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The ``_source`` of a speed rollup (a partition's, or a sealed hour's): the view fields,
     level and grain, url or country absent where the level counts all of them."""
@@ -76,6 +78,7 @@ def rollup_source(
         users_sketch=bytes(sketch.serialize_compact()) if sketch is not None else None,
         time_spent_sum_ms=spent_sum,
         time_spent_count=spent_count,
+        bot_clicks_by_rule=bot_rules,
     )
     source.update(level=level, grain=grain)
     if url is None:
@@ -107,6 +110,7 @@ def parse(partition: int, source: Mapping[str, Any], lg_k: int) -> SpeedDoc:
         spent_count=int(source["time_spent_count"]),
         last_offset=int(source["last_offset"]),
         sketch=sketch,
+        bot_rules=bot_rules_of(source),
     )
 
 

@@ -35,8 +35,16 @@ from clickstream.settings import Settings
 from clickstream.times import HOUR_MS, MINUTE_MS
 from indexing.seals import SEALED_MAPPINGS, Fingerprint, read_speed_state
 from indexing.templates import read_boundary
-from indexing.views import GRAIN_HOUR, LEVEL_ALL, SKETCH_TYPE, cube_id
+from indexing.views import (
+    BOT_RULE_FIELDS,
+    GRAIN_HOUR,
+    LEVEL_ALL,
+    SKETCH_TYPE,
+    bot_rules_of,
+    cube_id,
+)
 from speed.docs import rollup_source, speed_index
+from speed.state import add_counts
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +58,7 @@ _FIELDS: Final = [
     "country",
     "clicks",
     "bot_clicks",
+    *BOT_RULE_FIELDS.values(),
     "users_sketch",
     "time_spent_sum_ms",
     "time_spent_count",
@@ -65,6 +74,7 @@ class _Merged:
     spent_sum: int = 0
     spent_count: int = 0
     union: Any = None
+    bot_rules: dict[str, int] | None = None
 
 
 def sealed_documents(
@@ -78,6 +88,9 @@ def sealed_documents(
         group = merged.setdefault(key, _Merged())
         group.clicks += int(doc.get("clicks") or 0)
         group.bot_clicks += int(doc.get("bot_clicks") or 0)
+        rules = bot_rules_of(doc)
+        if rules:
+            group.bot_rules = add_counts(group.bot_rules, rules)
         group.spent_sum += int(doc.get("time_spent_sum_ms") or 0)
         group.spent_count += int(doc.get("time_spent_count") or 0)
         encoded = doc.get("users_sketch")
@@ -106,6 +119,7 @@ def _document(
         spent_sum=group.spent_sum,
         spent_count=group.spent_count,
         sketch=group.union.get_result(SKETCH_TYPE) if group.union is not None else None,
+        bot_rules=group.bot_rules,
     )
     source.update(seal_docs=fingerprint[0], seal_offsets=fingerprint[1])
     return cube_id(level, GRAIN_HOUR, url, country, start_ms), source

@@ -87,6 +87,8 @@ class SpeedClick:
     url: str
     country: str
     is_bot: bool
+    #: The rule that flagged a bot (clickstream.model.BOT_RULES; None for people).
+    bot_rule: str | None = None
 
     @property
     def doc_key(self) -> DocKey:
@@ -128,6 +130,15 @@ class Timeline:
         self.bots = {bot for bot in self.bots if bot[0] >= floor_ms}
 
 
+def add_counts(into: dict[str, int] | None, counts: dict[str, int]) -> dict[str, int]:
+    """``into`` plus ``counts`` (a new dict when ``into`` is None; deltas shared between
+    documents are never mutated: a bot's delta is copied before another is added to it)."""
+    total = dict(into) if into else {}
+    for name, count in counts.items():
+        total[name] = total.get(name, 0) + count
+    return total
+
+
 @dataclass(slots=True)
 class Delta:
     """What one message changes in one document."""
@@ -137,11 +148,15 @@ class Delta:
     spent_sum: int = 0
     spent_count: int = 0
     users: list[str] = field(default_factory=list)
+    #: Bot clicks by the rule that flagged them (a bot without a rule counts in bot_clicks only).
+    bot_rules: dict[str, int] | None = None
 
     def add(self, other: Delta) -> None:
         """Add ``other`` into this delta."""
         self.clicks += other.clicks
         self.bot_clicks += other.bot_clicks
+        if other.bot_rules:
+            self.bot_rules = add_counts(self.bot_rules, other.bot_rules)
         self.spent_sum += other.spent_sum
         self.spent_count += other.spent_count
         self.users.extend(other.users)
@@ -170,6 +185,7 @@ class SpeedDoc:
     spent_count: int = 0
     last_offset: int = -1
     sketch: hll_sketch | None = None
+    bot_rules: dict[str, int] | None = None
 
     def apply(self, contribution: Contribution) -> bool:
         """Fold ``contribution`` in unless its offset is already folded; True if applied."""
@@ -178,6 +194,8 @@ class SpeedDoc:
         delta = contribution.delta
         self.clicks += delta.clicks
         self.bot_clicks += delta.bot_clicks
+        if delta.bot_rules:
+            self.bot_rules = add_counts(self.bot_rules, delta.bot_rules)
         self.spent_sum += delta.spent_sum
         self.spent_count += delta.spent_count
         if delta.users:
@@ -247,7 +265,8 @@ class PartitionState:
             self.max_ts = max(self.max_ts, click.ts)
             if click.is_bot:
                 timeline.bots.add(identity)
-                deltas = {self.doc_key(click.doc_key): Delta(bot_clicks=1)}
+                rules = None if click.bot_rule is None else {click.bot_rule: 1}
+                deltas = {self.doc_key(click.doc_key): Delta(bot_clicks=1, bot_rules=rules)}
             else:
                 deltas = self._insert(timeline, click)
             contributions.extend(

@@ -77,8 +77,11 @@ BOT_AGENTS = (
     "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
     "curl/8.5.0",
     "python-requests/2.32.3",
+    "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 3 subscribers; like FeedFetcher-Google)",
+    "UniversalFeedParser/5.0.1 +http://feedparser.org/",
 )
-"""Real crawler and HTTP-client user agents: a bot user always sends one of these."""
+"""Real crawler, feed-reader and HTTP-client user agents: a bot user always sends one of these
+(each of the bot rules of ingest/agent.py flags some of them)."""
 
 EXTERNAL_REFERRERS = (
     "https://www.google.com/",

@@ -6,12 +6,14 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from clickstream.model import BOT_RULES
 from clickstream.settings import IngestSettings
 from clickstream.times import HOUR_MS
+from ingest.agent import AgentParser
 from tests.paths import GEO_DB
-from traffic.generate import Traffic, TrafficSpec, generate
+from traffic.generate import Message, Traffic, TrafficSpec, generate
 from traffic.harness import DaemonProcess
 from traffic.population import GeoSample
 
@@ -65,3 +67,17 @@ def health(port: int) -> dict[str, object]:
     except urllib.error.HTTPError as exc:  # 503 while degraded still carries the JSON
         return dict(json.load(exc))
     return dict(json.load(response))
+
+
+def bots_by_rule(messages: Iterable[Message]) -> dict[str, int]:
+    """Bot clicks per rule (clickstream.model.BOT_RULES) of the distinct valid events among
+    ``messages``, the rule found by the ingest's own parser from each event's user agent."""
+    parser = AgentParser()
+    counts = dict.fromkeys(BOT_RULES, 0)
+    for message in messages:
+        if message.kind != "valid" or message.event is None or not message.event.is_bot:
+            continue
+        rule = parser.parse(json.loads(message.value)["user_agent"]).bot_rule
+        assert rule is not None, message.value
+        counts[rule] += 1
+    return counts

@@ -21,12 +21,25 @@ from pyspark.sql import SparkSession
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS
 from indexing.client import connect as es_connect
-from indexing.views import COARSE_LEVELS, GRAIN_HOUR, LEVEL_URL_COUNTRY, ViewNames, cube_index
+from indexing.views import (
+    BOT_RULE_FIELDS,
+    COARSE_LEVELS,
+    GRAIN_HOUR,
+    LEVEL_URL_COUNTRY,
+    ViewNames,
+    cube_index,
+)
 from processing.job import run_batch
 from serving.merge import Metrics
 from serving.params import MetricsQuery
 from serving.service import MetricsService
-from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms, wait_for
+from tests.integration.helpers import (
+    Spawn,
+    bots_by_rule,
+    make_traffic,
+    traffic_start_ms,
+    wait_for,
+)
 from tests.integration.test_speed import (
     MEASURES,
     all_documents,
@@ -50,6 +63,16 @@ def by_bucket(docs: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], tuple[int
         for i, name in enumerate(MEASURES):
             row[i] += doc[name]
     return {key: tuple(row) for key, row in sums.items() if row[0] or row[1]}
+
+
+def rules_per_hour(docs: Iterable[dict[str, Any]]) -> dict[tuple[Any, ...], tuple[int, ...]]:
+    """Bot clicks by rule per (url, country, hour), empty groups left out."""
+    sums: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * len(BOT_RULE_FIELDS))
+    for doc in docs:
+        row = sums[(doc["url"], doc["country"], doc["start"] // HOUR_MS * HOUR_MS)]
+        for i, field in enumerate(BOT_RULE_FIELDS.values()):
+            row[i] += doc[field]
+    return {key: tuple(row) for key, row in sums.items() if any(row)}
 
 
 def _refresh(settings: Settings) -> None:
@@ -173,6 +196,14 @@ def test_speed_and_batch_layers_agree_on_the_same_events(
         from_cube = by_bucket(d for d in cube if (d["level"], d["grain"]) == (level, GRAIN_HOUR))
         assert from_speed == from_cube, level
     assert len(batch) == len(traffic.truth.groups)
+    # Bot clicks by rule: the same per (url, country, hour) in both layers, and in all as the
+    # ingest's own parser finds them in the events' user agents (several rules at work).
+    assert rules_per_hour(speed) == rules_per_hour(batch)
+    expected = bots_by_rule(traffic.messages)
+    assert sum(expected.values()) == traffic.truth.totals().bot_clicks
+    found = {rule: sum(doc[field] for doc in batch) for rule, field in BOT_RULE_FIELDS.items()}
+    assert found == expected
+    assert sum(found.values()) == sum(doc["bot_clicks"] for doc in batch)
 
     speed_by_group: dict[tuple[str, str, int], list[dict[str, object]]] = {}
     for doc in speed:

@@ -19,7 +19,7 @@ from clickstream.settings import Settings
 from clickstream.times import HOUR_MS
 from commands.stack.manager import Stack
 from indexing.client import connect as es_connect
-from indexing.views import GRAIN_HOUR, GRAIN_MINUTE
+from indexing.views import BOT_RULE_FIELDS, GRAIN_HOUR, GRAIN_MINUTE
 from speed.docs import Rendered, render, speed_index
 from speed.state import RollupKey, SpeedDoc, rollup_keys
 from speed.store import SpeedStore
@@ -56,7 +56,7 @@ def minutes(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def assert_rollups_add_up(docs: list[dict[str, Any]]) -> None:
     """Every level and grain of every partition holds the sum of its (url, country, minute)
     cells, and its sketch their union: nothing is folded twice or missed in any rollup."""
-    expected: dict[tuple[int, RollupKey], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    expected: dict[tuple[int, RollupKey], list[int]] = defaultdict(lambda: [0] * len(MEASURES))
     for doc in minutes(docs):
         for key in rollup_keys((doc["url"], doc["country"], doc["start"])):
             row = expected[(doc["partition"], key)]
@@ -81,7 +81,13 @@ def assert_rollups_add_up(docs: list[dict[str, Any]]) -> None:
     assert not wrong, f"{len(wrong)} rollup sketches differ from their cells': {wrong[:5]}"
 
 
-MEASURES = ("clicks", "bot_clicks", "time_spent_sum_ms", "time_spent_count")
+MEASURES = (
+    "clicks",
+    "bot_clicks",
+    "time_spent_sum_ms",
+    "time_spent_count",
+    *BOT_RULE_FIELDS.values(),
+)
 
 
 def rollup_key(doc: dict[str, Any]) -> RollupKey:

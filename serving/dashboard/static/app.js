@@ -9,6 +9,12 @@ const REALTIME_PERIOD = "30m";
 const REFRESH_MS = 5000;
 const TOP_ROWS = 10;
 const KEY_STORAGE = "clickstream.apiKey";
+const RULE_TITLES = {
+  "uap-core": "uap-core classifies the device as a spider",
+  "crawler-user-agents": "a pattern of the crawler-user-agents list",
+  "tools": "the project's list of tools (HTTP clients, feed parsers)",
+  "unknown": "stored before the rule was recorded",
+};
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -178,7 +184,19 @@ function renderStats(now, before) {
   const bots = $("#stat-bots");
   const share = botShareOf(total);
   setFigure(bots.querySelector(".value"), share, percent(share));
-  bots.querySelector(".detail").textContent = `${total.bot_clicks.toLocaleString("en")} clicks by bots`;
+  const detail = bots.querySelector(".detail");
+  detail.textContent = `${total.bot_clicks.toLocaleString("en")} clicks by bots`;
+  // By the rule that flagged them (unknown: stored before the rule was recorded).
+  for (const [rule, count] of Object.entries(total.bot_clicks_by_rule || {})) {
+    if (!count && rule === "unknown") continue;
+    const part = document.createElement("span");
+    part.className = "rule";
+    part.dataset.rule = rule;
+    part.dataset.value = String(count);
+    part.title = RULE_TITLES[rule] || rule;
+    part.textContent = `${rule} ${compact(count)}`;
+    detail.append(part);
+  }
   change(bots.querySelector(".change"), share, prev && botShareOf(prev));
 }
 

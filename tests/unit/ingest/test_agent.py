@@ -5,12 +5,8 @@ from __future__ import annotations
 import crawleruseragents
 import pytest
 
-from clickstream.model import Agent
+from clickstream.model import BOT_RULES, RULE_CRAWLER_LIST, RULE_TOOLS, RULE_UAP_CORE, Agent
 from ingest.agent import (
-    BOT_RULES,
-    RULE_CRAWLER_LIST,
-    RULE_TOOLS,
-    RULE_UAP_CORE,
     AgentParser,
     BotMatch,
     CrawlerPatterns,

@@ -86,6 +86,21 @@ class TestSums:
         assert m.avg_time_spent_ms == 1000.0
         assert m.documents == 2
 
+    def test_bot_clicks_by_rule_add_up_with_the_unknown_rest(self) -> None:
+        """Rules are summed across documents; bots without a stored rule are ``unknown``."""
+        docs = [
+            dataclasses.replace(doc(bots=3), bot_rules={"uap-core": 2, "tools": 1}),
+            dataclasses.replace(doc(url=B, bots=4), bot_rules={"uap-core": 1}),
+        ]
+        m = metrics(total(hour(), None, docs), LG_K)
+        assert m.bot_clicks == 7
+        assert m.bot_clicks_by_rule == {
+            "uap-core": 3,
+            "crawler-user-agents": 0,
+            "tools": 1,
+            "unknown": 3,
+        }
+
     def test_no_known_time_spent_is_no_average_not_zero(self) -> None:
         """avg is None when no click has a time spent."""
         m = metrics(total(hour(), None, [doc(clicks=3)]), LG_K)

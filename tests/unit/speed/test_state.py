@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from collections import defaultdict
@@ -56,6 +57,11 @@ def reference(clicks: list[SpeedClick]) -> dict[tuple[str, str, int], tuple[int,
                 row[2] += following.ts - here.ts
                 row[3] += 1
     return {key: (a, b, c, d) for key, (a, b, c, d) in out.items()}
+
+
+def docs_by_key(table: DocTable) -> list[tuple[RollupKey, SpeedDoc]]:
+    """The table's documents by rollup key (one partition)."""
+    return [(key, doc) for (_, key), doc in table.docs.items()]
 
 
 def fold_all(batches: list[list[SpeedClick]]) -> DocTable:
@@ -134,6 +140,20 @@ class TestTimeSpent:
         table = fold_all([clicks])
         assert observed(table)[("u1", "DE", T0)] == (1, 0, 2 * MINUTE_MS, 1)
         assert observed(table)[("u1", "DE", T0 + MINUTE_MS)] == (0, 1, 0, 0)
+
+    def test_bot_clicks_are_counted_by_rule_in_every_rollup_once(self) -> None:
+        """Each bot click counts under its rule in each document containing it, a duplicate
+        not again; a bot without a rule counts in bot_clicks only."""
+        rules = ["uap-core", "tools", "uap-core", None]
+        clicks = [
+            dataclasses.replace(click(i, f"b{i}", T0 + i * 1000, bot=True), bot_rule=rule)
+            for i, rule in enumerate(rules)
+        ]
+        table = fold_all([clicks, clicks[:2]])  # the second batch: duplicates
+        found = {key[:2]: (doc.bot_clicks, doc.bot_rules) for key, doc in docs_by_key(table)}
+        assert found[("url_country", "minute")] == (4, {"uap-core": 2, "tools": 1})
+        assert found[("all", "hour")] == (4, {"uap-core": 2, "tools": 1})
+        assert len(found) == 8  # four levels x two grains
 
     @settings(max_examples=150, deadline=None)
     @given(st.integers(0, 2**32), st.integers(1, 60), st.integers(1, 6))
