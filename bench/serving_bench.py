@@ -75,6 +75,7 @@ from serving_data import (
     poisson_counts,
 )
 
+from clickstream.security import redact_url
 from clickstream.settings import Settings, load_settings
 from clickstream.times import DAY_MS, HOUR_MS, MINUTE_MS, iso
 from indexing.boundary import move_boundary, speed_index_span
@@ -1217,7 +1218,7 @@ def main() -> None:
     try:
         client.cluster.health()
     except (ApiError, TransportError) as exc:
-        url = settings.elasticsearch.url
+        url = redact_url(settings.elasticsearch.url)
         raise SystemExit(f"Elasticsearch is not reachable at {url}: {exc}") from None
     try:
         spec, parts = prepare(client, settings, args)
