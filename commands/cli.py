@@ -16,7 +16,7 @@ from clickstream.logs import configure_logging
 from clickstream.model import Reason
 from clickstream.settings import CONFIG_ENV, Settings, load_settings, redacted, settings_reference
 from clickstream.times import HOUR_MS, MINUTE_MS, NotIsoTimeError, NoUtcOffsetError, iso, parse_ms
-from commands.query import add_query, add_serve
+from commands.query import add_api_key, add_query, add_serve
 
 if TYPE_CHECKING:
     from commands.stack.manager import ServerStatus
@@ -634,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_dlq,
         add_query,
         add_serve,
+        add_api_key,
     ):
         add(commands)
 

@@ -1,4 +1,5 @@
-"""`clickstream query` and `clickstream serve`: the serving layer's subcommands.
+"""`clickstream query`, `clickstream serve` and `clickstream api-key`: the serving layer's
+subcommands.
 
 Registered by commands/cli.py; only argparse is imported here, so `--help` stays fast (the
 query machinery and FastAPI load when a command runs).
@@ -47,6 +48,48 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     serve(settings, host=args.host, port=args.port)
     return 0
+
+
+def run_api_key_create(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a new API key once, and the hash the API's settings store."""
+    from serving.access import key_hash, new_key  # noqa: PLC0415
+
+    name = args.name
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"api-key name {name!r}: use letters, digits, - and _ only")
+    if name in settings.serving.api_keys:
+        print(f"note: {name} already has a key; the one below replaces it once you store it")
+    key = new_key()
+    stored = key_hash(key)
+    print(f"API key {name} (shown only now; give it to the client, keep it in a secret store):")
+    print(f"  {key}")
+    print("The API's settings keep only its hash; add it beside the keys already there:")
+    print("  TOML:")
+    print("    [serving.api_keys]")
+    print(f'    {name} = "{stored}"')
+    print("  environment:")
+    print(f'    CLICKSTREAM_SERVING__API_KEYS=\'{{"{name}": "{stored}"}}\'')
+    print(f"Clients send it as: Authorization: Bearer {key[:6]}...")
+    return 0
+
+
+def add_api_key(commands: Subcommands) -> None:
+    """`clickstream api-key create NAME`."""
+    api_key = commands.add_parser(
+        "api-key",
+        help="API keys of the HTTP API",
+        description="Keys for `clickstream serve`: the API accepts a request whose "
+        "`Authorization: Bearer <key>` (or X-API-Key) matches one of serving.api_keys, which "
+        "holds only sha256 hashes. With no keys the API is open and serves on loopback only.",
+    )
+    actions = api_key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create",
+        help="make a key: prints it once, and the hash to store in serving.api_keys",
+        epilog="example: clickstream api-key create dashboard",
+    )
+    create.add_argument("name", help="a name for the key's holder (letters, digits, - and _)")
+    create.set_defaults(handler=run_api_key_create)
 
 
 QUERY_EPILOG = """examples:
@@ -103,11 +146,14 @@ def add_serve(commands: Subcommands) -> None:
     """`clickstream serve`."""
     serve = commands.add_parser(
         "serve",
-        help="the query as an HTTP JSON API (GET /v1/metrics, /openapi.json, /healthz)",
-        description="Answers GET /v1/metrics?from=&to=&url=&country=&group_by=&top= like "
-        "`clickstream query --format json`; the OpenAPI schema is at /openapi.json (and a "
-        "browsable one at /docs); /healthz says whether Elasticsearch answers. A bad parameter "
-        "is a 422 naming it; Elasticsearch down is a 503.",
+        help="the dashboard (/) and the query as an HTTP JSON API (/v1/metrics, /v1/series)",
+        description="Serves the dashboard at / and answers GET "
+        "/v1/metrics?from=&to=&url=&country=&group_by=&top= like `clickstream query --format "
+        "json`, and /v1/series (clicks per bucket); the OpenAPI schema is at /openapi.json (and "
+        "a browsable one at /docs); /healthz says whether Elasticsearch answers; /metrics has "
+        "the API's Prometheus metrics. A bad parameter is a 422 naming it; Elasticsearch down "
+        "is a 503. With serving.api_keys set, /v1/ needs `Authorization: Bearer <key>` "
+        "(`clickstream api-key create`); without keys it serves on a loopback address only.",
         epilog="example: clickstream serve --port 8080 & curl "
         "'http://127.0.0.1:8080/v1/metrics?from=2026-11-22T10:00Z&to=2026-11-22T11:00Z"
         "&group_by=country&top=5'",

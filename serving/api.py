@@ -13,20 +13,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+import orjson
+import structlog
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from clickstream import __version__
+from clickstream.errors import ConfigError
 from clickstream.settings import Settings
 from clickstream.times import iso
+from serving.access import is_loopback, key_name, valid_hash
 from serving.answer import answer_dict
 from serving.dashboard import DASHBOARD_DIR, missing_assets
 from serving.errors import BackendUnavailableError, QueryError, RangeRuleError
+from serving.guard import ApiMetrics, Guard, error_body
 from serving.params import EXAMPLE_TIME, GROUP_BY_CHOICES, TIME_PATTERN, build_query
 from serving.series import BUCKET_CHOICES, BUCKETS, bucket_of
 from serving.service import MetricsService, Series
@@ -59,6 +66,11 @@ class MetricsOut(BaseModel):
 
     clicks: int
     bot_clicks: int
+    bot_clicks_by_rule: dict[str, int] = Field(
+        description="Bot clicks by the rule that flagged them: uap-core, crawler-user-agents, "
+        "tools, and unknown for bots stored before the rule was recorded; they add up to "
+        "bot_clicks."
+    )
     unique_users: UniqueUsersOut
     time_spent_sum_ms: int
     time_spent_count: int
@@ -186,9 +198,52 @@ def series_dict(series: Series) -> dict[str, Any]:
     }
 
 
+class Unauthorized(Exception):  # noqa: N818 - an HTTP outcome, not a fault
+    """A data request without a valid API key."""
+
+
+BEARER = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+log = structlog.get_logger(__name__)
+
+
+def _json(body: dict[str, Any], limit: int, parameter: str) -> Response:
+    """``body`` as a JSON response, refused past ``limit`` bytes (serving.max_response_bytes)."""
+    raw = orjson.dumps(body)
+    if len(raw) > limit:
+        raise QueryError(
+            parameter,
+            f"the answer is {len(raw)} bytes, more than serving.max_response_bytes = {limit}",
+            "ask for fewer groups (top) or a narrower selection",
+        )
+    return Response(raw, media_type="application/json")
+
+
 def create_app(settings: Settings, service: MetricsService | None = None) -> FastAPI:
     """The API over ``service`` (by default one built from ``settings``, closed on shutdown)."""
+    keys = settings.serving.api_keys
+    bad = sorted(name for name, stored in keys.items() if not valid_hash(stored))
+    if bad:
+        raise ConfigError(
+            f"serving.api_keys: {', '.join(bad)} is not sha256:<64 hex digits>; make keys "
+            "with `clickstream api-key create NAME` and store the hash it prints"
+        )
     metrics_service = service or MetricsService(settings)
+    api_metrics = ApiMetrics()
+    limit = settings.serving.max_response_bytes
+
+    def authorized(
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+        header: Annotated[str | None, Depends(API_KEY)],
+    ) -> None:
+        """Every data route: a known key, when keys are configured."""
+        if not keys:
+            return
+        presented = bearer.credentials if bearer is not None else header
+        if key_name(presented, keys) is None:
+            api_metrics.rejections.labels("unauthorized").inc()
+            raise Unauthorized
+
     url_query = Query(
         None,
         max_length=settings.serving.max_url_prefix_bytes // 4,  # 4 bytes at most per character
@@ -208,6 +263,20 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
         "after it.",
         lifespan=lifespan,
     )
+    app.middleware("http")(
+        Guard(settings.serving.max_concurrent, settings.serving.request_timeout_s, api_metrics)
+    )
+    guarded = [Depends(authorized)]
+
+    @app.exception_handler(Unauthorized)
+    async def on_unauthorized(_: Request, __: Unauthorized) -> JSONResponse:
+        return error_body(
+            401,
+            "unauthorized",
+            "a valid API key is required: send `Authorization: Bearer <key>` (keys are made "
+            "by `clickstream api-key create NAME`)",
+            {"WWW-Authenticate": "Bearer"},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -220,13 +289,25 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
 
     @app.exception_handler(BackendUnavailableError)
     async def on_unavailable(_: Request, exc: BackendUnavailableError) -> JSONResponse:
-        return _error(503, "unavailable", str(exc))
+        # The details (addresses, the client's error) go to the log, not to the client.
+        log.warning("api.unavailable", error=str(exc))
+        return _error(
+            503,
+            "unavailable",
+            "the view store (Elasticsearch) is unreachable or overloaded; retry shortly",
+        )
 
     @app.get(
         "/v1/metrics",
         response_model=AnswerOut,
-        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        responses={
+            401: {"model": ErrorOut},
+            422: {"model": ErrorOut},
+            429: {"model": ErrorOut},
+            503: {"model": ErrorOut},
+        },
         summary="Clicks, unique users and time spent over a time range",
+        dependencies=guarded,
     )
     def get_metrics(
         *,
@@ -245,7 +326,7 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
             le=settings.serving.max_top,
             description="Keep the N groups with the most clicks.",
         ),
-    ) -> dict[str, Any]:
+    ) -> Response:
         query = build_query(
             settings.serving,
             since=since,
@@ -255,13 +336,19 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
             group_by=group_by,
             top=top,
         )
-        return answer_dict(metrics_service.query(query))
+        return _json(answer_dict(metrics_service.query(query)), limit, "top")
 
     @app.get(
         "/v1/series",
         response_model=SeriesOut,
-        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+        responses={
+            401: {"model": ErrorOut},
+            422: {"model": ErrorOut},
+            429: {"model": ErrorOut},
+            503: {"model": ErrorOut},
+        },
         summary="Clicks per minute, hour or day over a time range, batch and speed apart",
+        dependencies=guarded,
     )
     def get_series(
         *,
@@ -275,10 +362,14 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
             "days. At most 1,500 buckets (a bad_range 422 beyond).",
             json_schema_extra={"enum": list(BUCKET_CHOICES)},
         ),
-    ) -> dict[str, Any]:
+    ) -> Response:
         query = build_query(settings.serving, since=since, until=until, url=url, country=country)
         chosen = bucket_of(bucket, query.from_ms, query.to_ms)
-        return series_dict(metrics_service.series(query, chosen))
+        return _json(series_dict(metrics_service.series(query, chosen)), limit, "bucket")
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(api_metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False, response_model=None)
     def dashboard() -> FileResponse | PlainTextResponse:
@@ -304,12 +395,22 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """Run the API with uvicorn until interrupted."""
+    """Run the API with uvicorn until interrupted. Without API keys it serves only on a
+    loopback address, unless ``serving.allow_open`` says a gateway in front authenticates."""
     import uvicorn  # noqa: PLC0415 - only the serve command needs the server
 
+    bind = host or settings.serving.host
+    if not settings.serving.api_keys:
+        if not is_loopback(bind) and not settings.serving.allow_open:
+            raise ConfigError(
+                f"refusing to serve the API without keys on {bind}: create one with "
+                "`clickstream api-key create NAME` and set serving.api_keys, or bind a "
+                "loopback address, or set serving.allow_open=true behind an authenticating "
+                "gateway"
+            )
+        log.warning(
+            "api.open", host=bind, hint="no serving.api_keys: anyone who can connect can query"
+        )
     uvicorn.run(
-        create_app(settings),
-        host=host or settings.serving.host,
-        port=port or settings.serving.port,
-        log_level="info",
+        create_app(settings), host=bind, port=port or settings.serving.port, log_level="info"
     )

@@ -26,8 +26,15 @@ from pyspark.sql import SparkSession
 from clickstream.settings import IngestSettings, Settings
 from clickstream.times import HOUR_MS, MINUTE_MS
 from processing.job import run_batch
+from serving.access import key_hash, new_key
 from serving.api import create_app
-from tests.integration.helpers import Spawn, make_traffic, traffic_start_ms, wait_for
+from tests.integration.helpers import (
+    Spawn,
+    bots_by_rule,
+    make_traffic,
+    traffic_start_ms,
+    wait_for,
+)
 from tests.paths import GEO_DB
 from traffic.generate import Traffic, TrafficSpec, generate, publish
 from traffic.harness import committed, free_port
@@ -94,9 +101,10 @@ def ready(page: Page) -> None:
     page.wait_for_selector("body[data-state=ready]", timeout=30_000)
 
 
-def api(base: str, path: str, **params: Any) -> dict[str, Any]:
+def api(base: str, path: str, key: str | None = None, **params: Any) -> dict[str, Any]:
     given = {name: v for name, v in params.items() if v is not None}
-    response = httpx.get(f"{base}{path}", params=given, timeout=30)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = httpx.get(f"{base}{path}", params=given, headers=headers, timeout=30)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -120,6 +128,13 @@ def check_stats(page: Page, base: str, truth: GroundTruth, country: str | None =
     assert users["lower_bound"] <= expected.unique_users <= users["upper_bound"]
     average = round(expected.time_spent_sum_ms / expected.time_spent_count)
     assert value(page, "#stat-time .value") == str(average)
+    assert sum(answer["bot_clicks_by_rule"].values()) == answer["bot_clicks"]
+    for rule, count in answer["bot_clicks_by_rule"].items():
+        shown = page.locator(f"#stat-bots [data-rule='{rule}']")
+        if rule == "unknown" and not count:  # shown only when some bots have no stored rule
+            assert shown.count() == 0
+        else:
+            assert shown.get_attribute("data-value") == str(count)
     share = float(value(page, "#stat-bots .value") or "nan")
     assert share == pytest.approx(expected.bot_clicks / (expected.clicks + expected.bot_clicks))
 
@@ -159,6 +174,9 @@ def test_the_dashboard_shows_the_merged_answer_the_boundary_and_realtime(
         page.goto(f"{server.url}/?period=24h")
         ready(page)
         check_stats(page, server.url, truth)
+        answer = api(server.url, "/v1/metrics", **page_range(page))
+        by_rule = bots_by_rule(traffic.messages)
+        assert answer["total"]["bot_clicks_by_rule"] == {**by_rule, "unknown": 0}
         check_rows(page, server.url, "#pages", "url", truth)
         countries = check_rows(page, server.url, "#countries", "country", truth)
         assert page.locator("#bucket").inner_text() == "hour"
@@ -171,6 +189,34 @@ def test_the_dashboard_shows_the_merged_answer_the_boundary_and_realtime(
         check_country_filter(page, server.url, truth, countries[0])
         check_realtime(page, pipeline, spawn, len(traffic.messages))
     assert errors == []
+    check_with_a_key(browser, pipeline)
+
+
+def check_with_a_key(browser: Browser, pipeline: Settings) -> None:
+    """With API keys on, the page asks for one, keeps it for the session, and then shows the
+    figures (all the traffic so far, the live part too: as the API answers); its own files
+    need none."""
+    key = new_key()
+    serving = pipeline.serving.model_copy(update={"api_keys": {"dashboard": key_hash(key)}})
+    with Server(pipeline.model_copy(update={"serving": serving})) as server:
+        page = browser.new_page(viewport=LAPTOP)
+        page.goto(f"{server.url}/?period=24h")
+        page.wait_for_selector("#key-form", state="visible", timeout=30_000)
+        assert "give an API key" in page.locator("#status").inner_text()
+        page.fill("#key-form input[name=key]", "cs_wrong")
+        page.click("#key-form button")
+        page.wait_for_selector("body[data-state=error]")
+        assert page.is_visible("#key-form")
+        page.fill("#key-form input[name=key]", key)
+        page.click("#key-form button")
+        ready(page)
+        answer = api(server.url, "/v1/metrics", key, **page_range(page))
+        assert value(page, "#stat-clicks .value") == str(answer["total"]["clicks"])
+        assert answer["total"]["clicks"] > 0
+        assert page.is_hidden("#key-form")
+        page.reload()  # kept for the browser session
+        wait_value(page, "#stat-clicks .value", answer["total"]["clicks"])
+        page.close()
 
 
 def check_boundary(page: Page, base: str, truth: GroundTruth, start: int, boundary: int) -> None:

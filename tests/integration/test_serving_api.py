@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
+from clickstream.errors import ConfigError
 from clickstream.settings import Settings
 from clickstream.times import HOUR_MS, MINUTE_MS
 from hbase_schema.late import LATE_COLUMN, late_table
@@ -38,7 +39,8 @@ from indexing.boundary import move_boundary
 from indexing.client import connect
 from indexing.templates import create_templates, drop_views, ensure_cube_index
 from indexing.views import GRAIN_HOUR, LEVEL_ALL, LEVEL_COUNTRY, LEVEL_URL, ViewNames, cube_id
-from serving.api import create_app
+from serving.access import key_hash, new_key
+from serving.api import create_app, serve
 from speed.docs import Rendered, render
 from speed.state import RollupKey, SpeedDoc, rollup_keys
 from storage.admin import drop_tables
@@ -417,6 +419,7 @@ class TestRefusals:
             health = client.get("/healthz")
         assert response.status_code == 503
         assert "unreachable" in response.json()["message"]
+        assert "127.0.0.1:9" not in response.text  # no internal address in a body
         assert health.status_code == 503
         assert health.json() == {"status": "unavailable", "elasticsearch": False}
 
@@ -426,6 +429,67 @@ class TestRefusals:
         parameters = schema["paths"]["/v1/metrics"]["get"]["parameters"]
         assert {p["name"] for p in parameters} == set(PARAMS)
         assert api.get("/healthz").json() == {"status": "ok", "elasticsearch": True}
+
+
+def keyed(settings: Settings, **keys: str) -> Settings:
+    """``settings`` whose API accepts ``keys`` (name -> key)."""
+    hashes = {name: key_hash(key) for name, key in keys.items()}
+    serving = settings.serving.model_copy(update={"api_keys": hashes})
+    return settings.model_copy(update={"serving": serving})
+
+
+class TestAccess:
+    """API keys, response caps, and what refusals show."""
+
+    def test_data_routes_need_a_key_health_and_the_page_do_not(self, served: Settings) -> None:
+        key = new_key()
+        params = {"from": iso(H), "to": iso(H + 3 * HOUR_MS)}
+        with TestClient(create_app(keyed(served, dashboard=key, ops=new_key()))) as client:
+            missing = client.get("/v1/metrics", params=params)
+            wrong = client.get("/v1/series", params=params, headers={"Authorization": "Bearer x"})
+            bearer = client.get("/v1/metrics", params=params, headers=bearer_of(key))
+            header = client.get("/v1/series", params=params, headers={"X-API-Key": key})
+            health = client.get("/healthz")
+            page = client.get("/")
+            metrics = client.get("/metrics").text
+            schema = client.get("/openapi.json").json()
+        for refused in (missing, wrong):
+            assert refused.status_code == 401
+            assert refused.headers["WWW-Authenticate"] == "Bearer"
+            assert refused.json()["error"] == "unauthorized"
+            assert "clickstream api-key create" in refused.json()["message"]
+        assert bearer.status_code == 200
+        check_totals(bearer.json(), [*BATCH, *SPEED], documents=3)
+        assert header.status_code == 200
+        assert health.status_code == 200
+        assert page.status_code == 200
+        assert 'clickstream_api_rejections_total{reason="unauthorized"} 2.0' in metrics
+        assert 'route="/v1/metrics",status="200"' in metrics
+        assert set(schema["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
+
+    def test_a_malformed_key_hash_stops_the_start(self, served: Settings) -> None:
+        serving = served.serving.model_copy(update={"api_keys": {"dashboard": "cs_plain"}})
+        with pytest.raises(ConfigError, match="dashboard is not sha256"):
+            create_app(served.model_copy(update={"serving": serving}))
+
+    def test_no_keys_serve_only_on_loopback(self, served: Settings) -> None:
+        with pytest.raises(ConfigError, match="refusing to serve the API without keys"):
+            serve(served, host="0.0.0.0")  # noqa: S104 - the refusal under test
+
+    def test_an_answer_past_max_response_bytes_is_refused(self, served: Settings) -> None:
+        serving = served.serving.model_copy(update={"max_response_bytes": 1024})
+        params = {"from": iso(H), "to": iso(BOUNDARY), "group_by": "url,country"}
+        with TestClient(create_app(served.model_copy(update={"serving": serving}))) as client:
+            small = client.get("/v1/metrics", params={"from": iso(H), "to": iso(BOUNDARY)})
+            large = client.get("/v1/metrics", params=params)
+        assert small.status_code == 200
+        assert large.status_code == 422
+        assert "serving.max_response_bytes = 1024" in large.json()["message"]
+        assert large.json()["parameter"] == "top"
+
+
+def bearer_of(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 class TestSeries:
@@ -517,7 +581,8 @@ def test_a_schema_fuzzer_finds_no_server_error_and_no_unstated_rule(
     """schemathesis, from the app's own /openapi.json, every operation: no 5xx, every response
     matches the schema; requests the schema allows are accepted except by a stated range rule
     (positive mode), requests it forbids are refused (negative mode)."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(served))
+    key = new_key()  # authenticated, as a real client is
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(keyed(served, fuzz=key)))
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} == {"/v1/metrics", "/v1/series", "/healthz"}
     for operation in operations:
@@ -533,6 +598,7 @@ def test_a_schema_fuzzer_finds_no_server_error_and_no_unstated_rule(
         )
         def fuzz(case: schemathesis.Case) -> None:
             case.call_and_validate(
+                headers=bearer_of(key),
                 excluded_checks=[positive_data_acceptance],
                 additional_checks=[only_range_rules_refuse_what_the_schema_allows],
             )
