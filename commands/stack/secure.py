@@ -162,9 +162,15 @@ def principals(settings: Settings) -> tuple[Principal, ...]:
 def es_roles_yml(principals_: tuple[Principal, ...]) -> str:
     """``config/roles.yml``: one role per principal with Elasticsearch rights, named after it.
 
-    JSON is YAML, and needs no YAML writer."""
-    roles = {p.name: p.es_role for p in principals_ if p.uses_elasticsearch}
-    return json.dumps(roles, indent=2, sort_keys=True) + "\n"
+    Each role is one ``name: {...}`` line, its body in JSON (YAML's flow style): Elasticsearch
+    reads the file role by role, each starting at a line's first column (a whole-file JSON
+    object is skipped as an invalid role)."""
+    lines = [
+        f"{p.name}: {json.dumps(p.es_role, sort_keys=True)}"
+        for p in principals_
+        if p.uses_elasticsearch
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def override(text: str, values: dict[str, str], separator: str) -> str:
