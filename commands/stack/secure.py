@@ -47,12 +47,12 @@ class Principal:
 
     @property
     def uses_kafka(self) -> bool:
-        """True when the principal has Kafka rights (its client settings get a kafka section)."""
+        """True when the principal has Kafka rights."""
         return bool(self.acls)
 
     @property
     def uses_elasticsearch(self) -> bool:
-        """True when the principal has an Elasticsearch role (and a file-realm user)."""
+        """True when the principal has an Elasticsearch role (named after it)."""
         return bool(self.es_role)
 
 
@@ -286,30 +286,31 @@ def es_overrides() -> dict[str, str]:
 
 def client_toml(settings: Settings, files: SecureFiles, principal: Principal) -> str:
     """The client settings of ``principal`` against the secure stack, in the keys of
-    ``KafkaSettings`` and ``ElasticsearchSettings`` (password files, never passwords)."""
-    lines = [f"# {principal.name}: {principal.purpose}", "# Written by `clickstream stack up`."]
-    if principal.uses_kafka:
-        lines += [
-            "",
-            "[kafka]",
-            f"bootstrap_servers = {_q(settings.kafka.bootstrap_servers)}",
-            'security_protocol = "SASL_SSL"',
-            f"sasl_mechanism = {_q(SCRAM_MECHANISM)}",
-            f"sasl_username = {_q(principal.name)}",
-            f"sasl_password_file = {_q(str(files.password(principal.name)))}",
-            f"ssl_ca_file = {_q(str(files.ca_cert))}",
-        ]
-    if principal.uses_elasticsearch:
-        host, port = settings.elasticsearch.host_port
-        lines += [
-            "",
-            "[elasticsearch]",
-            f"url = {_q(f'https://{host}:{port}')}",
-            f"index_prefix = {_q(settings.elasticsearch.index_prefix)}",
-            f"ca_file = {_q(str(files.ca_cert))}",
-            f"username = {_q(principal.name)}",
-            f"password_file = {_q(str(files.password(principal.name)))}",
-        ]
+    ``KafkaSettings`` and ``ElasticsearchSettings`` (password files, never passwords).
+
+    Both sections always: a missing one would mean the defaults, the plain stack's ports. A
+    principal without rights in one server still logs in there, and is refused everything."""
+    host, port = settings.elasticsearch.host_port
+    password_file, ca_file = str(files.password(principal.name)), str(files.ca_cert)
+    lines = [
+        f"# {principal.name}: {principal.purpose}",
+        "# Written by `clickstream stack up`.",
+        "",
+        "[kafka]",
+        f"bootstrap_servers = {_q(settings.kafka.bootstrap_servers)}",
+        'security_protocol = "SASL_SSL"',
+        f"sasl_mechanism = {_q(SCRAM_MECHANISM)}",
+        f"sasl_username = {_q(principal.name)}",
+        f"sasl_password_file = {_q(password_file)}",
+        f"ssl_ca_file = {_q(ca_file)}",
+        "",
+        "[elasticsearch]",
+        f"url = {_q(f'https://{host}:{port}')}",
+        f"index_prefix = {_q(settings.elasticsearch.index_prefix)}",
+        f"ca_file = {_q(ca_file)}",
+        f"username = {_q(principal.name)}",
+        f"password_file = {_q(password_file)}",
+    ]
     return "\n".join(lines) + "\n"
 
 

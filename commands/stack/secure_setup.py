@@ -173,15 +173,17 @@ def prepare_es_security(
         shutil.copyfile(source, certs / name)
         (certs / name).chmod(0o600)
     (conf / "roles.yml").write_text(es_roles_yml(principals(settings)))
+    # Every principal logs in (a client's settings always name both servers); one without a
+    # role is refused every action.
     users = [(STACK_ES_USER, "superuser")] + [
-        (p.name, p.name) for p in principals(settings) if p.uses_elasticsearch
+        (p.name, p.name if p.uses_elasticsearch else None) for p in principals(settings)
     ]
     tool = es_home / "bin" / "elasticsearch-users"
     for name, role in users:
         # The password goes on stdin, not in argv where `ps` would show it.
         secret = password(files, name)
         result = subprocess.run(
-            [str(tool), "useradd", name, "-r", role],
+            [str(tool), "useradd", name, *(["-r", role] if role else [])],
             input=f"{secret}\n{secret}\n",
             env=env,
             capture_output=True,

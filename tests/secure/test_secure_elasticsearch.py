@@ -92,3 +92,12 @@ def test_no_credentials_is_a_401(secure_settings: Settings, files: SecureFiles) 
     client = Elasticsearch(f"https://{host}:{port}", ca_certs=str(files.ca_cert))
     with pytest.raises(AuthenticationException):
         client.info()
+
+
+def test_a_principal_without_a_role_logs_in_and_may_do_nothing(
+    secure_settings: Settings, files: SecureFiles, view_index: str
+) -> None:
+    producer = _client(secure_settings, files, "producer")
+    assert producer.security.authenticate()["username"] == "producer"
+    with pytest.raises(AuthorizationException):
+        producer.search(index=view_index)
