@@ -163,3 +163,102 @@ def test_sasl_without_tls_to_the_secure_port_fails(
     errors = _errors_of_metadata_request(config)
     assert errors
     assert not any(e.code() == KafkaError._AUTHENTICATION for e in errors)
+
+
+@pytest.fixture(scope="module")
+def pipeline_topics(secure_settings: Settings, files: SecureFiles, clicks: str) -> list[str]:
+    """The dead-letter and changelog topics too, created by the admin principal."""
+    kafka = secure_settings.kafka
+    admin = AdminClient(_config(secure_settings, files, "admin"))
+    names = [kafka.dlq_topic, kafka.speed_changelog_topic]
+    for future in admin.create_topics([NewTopic(name, 1, 1) for name in names]).values():
+        try:
+            future.result(30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return [clicks, *names]
+
+
+def test_ingest_transaction_reads_clicks_writes_changelog_and_dead_letters(
+    secure_settings: Settings, files: SecureFiles, pipeline_topics: list[str]
+) -> None:
+    """The daemon's Kafka work, as its principal: a transaction over the changelog and the
+    dead-letter topic that commits the group's clicks offsets; then the dead-letter reader
+    reads the dead letter."""
+    clicks, dlq, changelog = pipeline_topics
+    group = secure_settings.ingest.group_id
+    marker = uuid.uuid4().hex.encode()
+    producer = Producer(_config(secure_settings, files, "producer"))
+    producer.produce(clicks, value=marker)
+    assert producer.flush(30) == 0
+
+    consumer = Consumer(
+        _config(
+            secure_settings,
+            files,
+            "ingest",
+            **{
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            },
+        )
+    )
+    transactional = Producer(
+        _config(secure_settings, files, "ingest", **{"transactional.id": f"{group}-test"})
+    )
+    transactional.init_transactions(30)
+    consumer.subscribe([clicks])
+    try:
+        message = None
+        for _ in range(60):
+            message = consumer.poll(1)
+            if message is not None and message.error() is None and message.value() == marker:
+                break
+        assert message is not None
+        assert message.value() == marker
+        transactional.begin_transaction()
+        transactional.produce(changelog, key=b"user", value=marker)
+        transactional.produce(dlq, value=marker)
+        transactional.send_offsets_to_transaction(
+            consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30
+        )
+        transactional.commit_transaction(30)
+    finally:
+        consumer.close()
+
+    reader = Consumer(
+        _config(
+            secure_settings,
+            files,
+            "dlq-reader",
+            **{"group.id": "clickstream-dlq-reader", "auto.offset.reset": "earliest"},
+        )
+    )
+    reader.subscribe([dlq])
+    try:
+        seen = []
+        for _ in range(60):
+            got = reader.poll(1)
+            if got is not None and got.error() is None:
+                seen.append(got.value())
+                if marker in seen:
+                    break
+    finally:
+        reader.close()
+    assert marker in seen
+
+
+def test_ingest_cannot_use_a_transactional_id_outside_its_prefix(
+    secure_settings: Settings, files: SecureFiles
+) -> None:
+    producer = Producer(
+        _config(secure_settings, files, "ingest", **{"transactional.id": "other-1"})
+    )
+    with pytest.raises(KafkaException) as caught:
+        producer.init_transactions(20)
+    error = caught.value.args[0]
+    assert error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, error
+    assert "authoriz" in error.str().lower()
