@@ -88,7 +88,8 @@ def principals(settings: Settings) -> tuple[Principal, ...]:
         ),
         Principal(
             "ingest",
-            "the ingest daemon: reads clicks, writes the changelog, dead letters, speed views",
+            "the ingest daemon and `clickstream seal`: reads clicks, writes the changelog, dead "
+            "letters, speed views",
             acls=(
                 *_topic(clicks, "READ", "DESCRIBE", "DESCRIBE_CONFIGS"),
                 *_topic(changelog, "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS"),
