@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CLICKSTREAM := $(BIN)/clickstream
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help prereqs install assets browser lint unit integration test up down status logs schema run serve readme bench bench-ingest bench-restore bench-batch bench-freshness bench-serving bench-serving-live acceptance chaos clean
+.PHONY: help prereqs install assets browser lint unit integration test test-secure up down status logs schema run serve readme bench bench-ingest bench-restore bench-batch bench-freshness bench-serving bench-serving-live acceptance chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ integration: install browser ## integration tests on the real local stack (start
 
 test: lint browser ## lint, type-check, then every test (starts the local stack if it is not up)
 	CLICKSTREAM_CHROMIUM=$(CHROMIUM) $(BIN)/pytest tests
+
+test-secure: install ## the secure stack suite: its own Kafka + Elasticsearch on 19092/19200 (started if needed)
+	$(BIN)/pytest -m secure tests/secure
 
 up: install ## start the local stack (fetches the servers on first use)
 	$(CLICKSTREAM) stack up

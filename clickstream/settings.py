@@ -733,6 +733,17 @@ class StackSettings(_Section):
         description="Downloads, configs, data, logs and pid files. Must be traversable by the "
         "Elasticsearch user, hence not under /root.",
     )
+    secure: bool = Field(
+        False,
+        description="TLS and authentication everywhere: a throwaway CA, Kafka on SASL_SSL with "
+        "SCRAM-SHA-512 and ACLs, Elasticsearch on HTTPS with file-realm users and roles, one "
+        "least-privilege principal per component; client settings in <home>/secure/clients.",
+    )
+    hbase: bool = Field(
+        True,
+        description="Start HBase and its Thrift server (false: Kafka and Elasticsearch only, "
+        "e.g. a second, secure stack beside a plain one).",
+    )
     kafka_controller_port: int = Field(9093, description="KRaft controller listener.")
     hbase_master_port: int = Field(16000, description="HBase master RPC.")
     hbase_regionserver_port: int = Field(16020, description="HBase RegionServer RPC.")

@@ -13,7 +13,8 @@ from clickstream.errors import StackError
 from clickstream.settings import Settings
 from commands.stack.fetch import Progress, geo_database
 from commands.stack.process import Tracked, port_in_use, tail
-from commands.stack.servers import SERVERS, Layout, Server
+from commands.stack.secure_setup import create_acls, files_of
+from commands.stack.servers import Layout, Server, active_servers
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class Stack:
         self.settings = settings
         self.layout = Layout(settings.stack.home)
         self.progress = progress
+        self.servers = active_servers(settings)
 
     def _tracked(self, server: Server) -> Tracked:
         # The stack home appears in every server's command line (classpath or config path),
@@ -44,7 +46,7 @@ class Stack:
         """Fetch, start and wait for every server not already running; a no-op when all are."""
         self._make_home()
         geo_database(self.layout.cache, self.progress)
-        to_start = [server for server in SERVERS if self._tracked(server).pid() is None]
+        to_start = [server for server in self.servers if self._tracked(server).pid() is None]
         # Check every port before starting anything, so a conflict leaves nothing half-started.
         for server in to_start:
             self._check_ports(server)
@@ -54,20 +56,26 @@ class Stack:
                 launch.argv, launch.env, self.layout.log(server.name), launch.cwd, launch.user
             )
             self.progress(f"started {server.name} (pid {pid})")
-        for server in SERVERS:
+        for server in self.servers:
             self._wait_ready(server)
+        if self.settings.stack.secure:
+            count = create_acls(self.settings, files_of(self.settings))
+            self.progress(
+                f"Kafka ACLs in force ({count}); client settings in "
+                f"{files_of(self.settings).client_config('*')}"
+            )
         return self.status()
 
     def down(self) -> list[str]:
         """Stop the servers this stack started (by pid file), in reverse order; names stopped."""
         stopped = []
-        for server in reversed(SERVERS):
+        for server in reversed(self.servers):
             if self._tracked(server).stop(self.settings.stack.stop_timeout_s):
                 self.progress(f"stopped {server.name}")
                 stopped.append(server.name)
         still = [
             p.describe()
-            for s in SERVERS
+            for s in self.servers
             for p in s.ports(self.settings)
             if port_in_use(p.host, p.port)
         ]
@@ -93,15 +101,15 @@ class Stack:
             tracked.signal(signal.SIGCONT)
 
     def _server(self, name: str) -> Server:
-        for server in SERVERS:
+        for server in self.servers:
             if server.name == name:
                 return server
-        raise StackError(f"unknown server {name!r}; choose from {[s.name for s in SERVERS]}")
+        raise StackError(f"unknown server {name!r}; choose from {[s.name for s in self.servers]}")
 
     def status(self) -> list[ServerStatus]:
         """Each server's pid, ports and the answer of its readiness probe."""
         rows = []
-        for server in SERVERS:
+        for server in self.servers:
             pid = self._tracked(server).pid()
             ports = ", ".join(str(p.port) for p in server.ports(self.settings))
             if pid is None:
@@ -121,7 +129,7 @@ class Stack:
 
     def logs(self, name: str | None, lines: int) -> Iterator[tuple[str, str]]:
         """(server, last lines of its log) for one server or all."""
-        names = [s.name for s in SERVERS]
+        names = [s.name for s in self.servers]
         if name is not None and name not in names:
             raise StackError(f"unknown server {name!r}; choose from {', '.join(names)}")
         for server in names:
@@ -130,7 +138,7 @@ class Stack:
 
     def follow(self, name: str | None, poll_s: float = 0.5) -> Iterator[tuple[str, str]]:
         """(server, new log line) as the logs grow, like ``tail -f``; runs until interrupted."""
-        names = [s.name for s in SERVERS if name in (None, s.name)]
+        names = [s.name for s in self.servers if name in (None, s.name)]
         # Sizes now, not at the first next(): lines written from this call on are all shown.
         offsets = {n: _size(self.layout.log(n)) for n in names}
         return self._follow(names, offsets, poll_s)

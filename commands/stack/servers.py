@@ -21,8 +21,25 @@ from string import Template
 
 from clickstream.errors import StackError
 from clickstream.settings import Settings, env_var
+from commands.stack.certs import write_private
 from commands.stack.fetch import Progress, maven_jars, maven_zip
 from commands.stack.java import find_java
+from commands.stack.secure import (
+    BROKER_USER,
+    STACK_ES_USER,
+    es_overrides,
+    kafka_overrides,
+    override,
+)
+from commands.stack.secure_setup import (
+    ensure_material,
+    es_request,
+    files_of,
+    kafka_client_config,
+    password,
+    prepare_es_security,
+    scram_format_args,
+)
 from storage.admin import HBASE_JDK17_FLAGS
 
 DEPLOY_LOCAL = Path(__file__).resolve().parents[2] / "deploy" / "local"
@@ -148,6 +165,18 @@ def _kafka_prepare(s: Settings, layout: Layout, progress: Progress) -> Launch:
         log_dirs=data,
         num_partitions=s.kafka.partitions,
     )
+    scram_args: list[str] = []
+    if s.stack.secure:
+        files = ensure_material(s)
+        properties = conf / "server.properties"
+        secured = override(
+            properties.read_text(),
+            kafka_overrides(s, files, password(files, BROKER_USER)),
+            "=",
+        )
+        # It holds the broker's password (its JAAS line).
+        write_private(properties, secured.encode())
+        scram_args = scram_format_args(s, files)
     shutil.copyfile(DEPLOY_LOCAL / "kafka" / "log4j2.properties", conf / "log4j2.properties")
     java = str(java_home / "bin" / "java")
     classpath = f"{lib}/*"
@@ -168,13 +197,22 @@ def _kafka_prepare(s: Settings, layout: Layout, progress: Progress) -> Launch:
                 str(conf / "server.properties"),
                 "--standalone",
                 "-g",
+                *scram_args,
             ],
             capture_output=True,
             text=True,
             check=False,
         )
         if result.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+            # With SCRAM users the tool prints their salted keys: its output is never shown.
+            output = (
+                "(output withheld: it carries the SCRAM credentials)"
+                if scram_args
+                else result.stdout + result.stderr
+            )
+            raise StackError(
+                f"formatting Kafka storage failed (exit {result.returncode}):\n{output}"
+            )
     return Launch(
         argv=[
             java,
@@ -198,7 +236,12 @@ def _kafka_probe(s: Settings) -> str:
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415 - keeps CLI start fast
 
     # log_level 0: while the broker starts, librdkafka would print every refused connect.
-    admin = AdminClient({**s.kafka.client_config(), "socket.timeout.ms": 3000, "log_level": 0})
+    client = (
+        kafka_client_config(s, files_of(s), BROKER_USER)
+        if s.stack.secure
+        else s.kafka.client_config()
+    )
+    admin = AdminClient({**client, "socket.timeout.ms": 3000, "log_level": 0})
     metadata = admin.list_topics(timeout=3)
     if not metadata.brokers:
         raise StackError("no broker in the metadata yet")
@@ -366,13 +409,6 @@ def _es_prepare(s: Settings, layout: Layout, progress: Progress) -> Launch:
         data_dir=data / "data",
         logs_dir=data / "logs",
     )
-    (data / "data").mkdir(parents=True, exist_ok=True)
-    (data / "logs").mkdir(parents=True, exist_ok=True)
-    (data / "tmp").mkdir(parents=True, exist_ok=True)
-    if run_as is not None:
-        for path in (conf, data):
-            _chown_tree(path, run_as.pw_uid, run_as.pw_gid)
-        _check_traversable(layout.home, run_as.pw_name)
     env = {
         **_base_env(java_home),
         "ES_JAVA_HOME": str(java_home),
@@ -381,6 +417,19 @@ def _es_prepare(s: Settings, layout: Layout, progress: Progress) -> Launch:
         "ES_JAVA_OPTS": f"-Xms{s.stack.elasticsearch_heap} -Xmx{s.stack.elasticsearch_heap}",
         "HOME": str(data),
     }
+    if s.stack.secure:
+        files = ensure_material(s)
+        yml = conf / "elasticsearch.yml"
+        yml.write_text(override(yml.read_text(), es_overrides(), ": "))
+        # The user tool is a short JVM: a small heap, not the node's.
+        prepare_es_security(s, files, es_home, conf, {**env, "ES_JAVA_OPTS": "-Xms64m -Xmx128m"})
+    (data / "data").mkdir(parents=True, exist_ok=True)
+    (data / "logs").mkdir(parents=True, exist_ok=True)
+    (data / "tmp").mkdir(parents=True, exist_ok=True)
+    if run_as is not None:
+        for path in (conf, data):
+            _chown_tree(path, run_as.pw_uid, run_as.pw_gid)
+        _check_traversable(layout.home, run_as.pw_name)
     return Launch(
         argv=[str(es_home / "bin" / "elasticsearch")],
         env=env,
@@ -399,9 +448,12 @@ def _check_traversable(path: Path, user: str) -> None:
 
 
 def _es_probe(s: Settings) -> str:
-    url = f"{s.elasticsearch.url}/_cluster/health"
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - http(s) checked
-        health = json.load(response)
+    if s.stack.secure:
+        health = es_request(s, files_of(s), STACK_ES_USER, "/_cluster/health")
+    else:
+        url = f"{s.elasticsearch.url}/_cluster/health"
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - http(s) checked
+            health = json.load(response)
     if health.get("status") not in ("green", "yellow"):
         raise StackError(f"cluster health is {health.get('status')}")
     return f"cluster {health['cluster_name']} {health['status']}"
@@ -413,3 +465,11 @@ SERVERS: tuple[Server, ...] = (
     Server("thrift", _thrift_ports, _thrift_prepare, _hbase_probe, depends_on=("hbase",)),
     Server("elasticsearch", _es_ports, _es_prepare, _es_probe),
 )
+
+
+def active_servers(settings: Settings) -> tuple[Server, ...]:
+    """The servers this stack runs: all, or without HBase and Thrift when ``stack.hbase`` is
+    false."""
+    if settings.stack.hbase:
+        return SERVERS
+    return tuple(server for server in SERVERS if server.name not in ("hbase", "thrift"))
