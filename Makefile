@@ -66,8 +66,9 @@ unit: install ## unit tests only (no servers)
 integration: install browser ## integration tests on the real local stack (started if needed)
 	CLICKSTREAM_CHROMIUM=$(CHROMIUM) $(BIN)/pytest tests/integration
 
-test: lint browser ## lint, type-check, then every test (starts the local stack if it is not up)
+test: lint browser ## lint, type-check, every test on the local stack, then the secure stack suite
 	CLICKSTREAM_CHROMIUM=$(CHROMIUM) $(BIN)/pytest tests
+	$(BIN)/pytest -m secure tests/secure
 
 test-secure: install ## the secure stack suite: its own Kafka + Elasticsearch on 19092/19200 (started if needed)
 	$(BIN)/pytest -m secure tests/secure
