@@ -7,6 +7,7 @@ Warnings about a weakened transport (certificate checks off) are logged once per
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import structlog
@@ -19,6 +20,16 @@ MAX_SECRET_BYTES = 64 * 1024
 #: Warnings already logged by this process (each weakened setting is reported once, however many
 #: times the settings are built).
 _warned: set[str] = set()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (a loopback address or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def redact_url(url: str) -> str:

@@ -11,7 +11,6 @@ setting, not two that can disagree.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from contextvars import ContextVar
 from pathlib import Path
@@ -36,7 +35,13 @@ from pydantic_settings import (
 )
 
 from clickstream.errors import ConfigError
-from clickstream.security import check_readable_file, read_secret_file, redact_url, warn_once
+from clickstream.security import (
+    check_readable_file,
+    is_loopback,
+    read_secret_file,
+    redact_url,
+    warn_once,
+)
 
 ENV_PREFIX = "CLICKSTREAM_"
 CONFIG_ENV = "CLICKSTREAM_CONFIG"
@@ -102,15 +107,6 @@ def _secret_from_file(section: str, value: object, info: ValidationInfo) -> obje
             f"({env_var(section, name)}, {env_var(section, name + '_file')}): give one"
         )
     return read_secret_file(path, f"{section}.{name}_file")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class KafkaSettings(_Section):
@@ -539,7 +535,7 @@ class ElasticsearchSettings(_Section):
                 f"{env_var('elasticsearch', 'ssl_assert_fingerprint')} instead",
             )
         credentials = self.password is not None or self.api_key is not None
-        if credentials and not https and not _is_loopback(self.host_port[0]):
+        if credentials and not https and not is_loopback(self.host_port[0]):
             warn_once(
                 "elasticsearch.credentials_unencrypted",
                 setting=f"elasticsearch.url={self.url}",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 from collections.abc import Mapping
 from typing import Final
@@ -60,13 +59,3 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
     return x_api_key.strip() if x_api_key else None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the API on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

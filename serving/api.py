@@ -27,9 +27,10 @@ from pydantic import BaseModel, Field
 
 from clickstream import __version__
 from clickstream.errors import ConfigError
+from clickstream.security import is_loopback
 from clickstream.settings import Settings
 from clickstream.times import iso
-from serving.access import is_loopback, key_name, valid_hash
+from serving.access import key_name, valid_hash
 from serving.answer import answer_dict
 from serving.dashboard import DASHBOARD_DIR, missing_assets
 from serving.errors import BackendUnavailableError, QueryError, RangeRuleError
@@ -202,6 +203,10 @@ class Unauthorized(Exception):  # noqa: N818 - an HTTP outcome, not a fault
     """A data request without a valid API key."""
 
 
+#: The refusals a data route documents (all in the ErrorOut shape).
+DATA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut} for status in (401, 422, 429, 503)
+}
 BEARER = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
 log = structlog.get_logger(__name__)
@@ -300,12 +305,7 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
     @app.get(
         "/v1/metrics",
         response_model=AnswerOut,
-        responses={
-            401: {"model": ErrorOut},
-            422: {"model": ErrorOut},
-            429: {"model": ErrorOut},
-            503: {"model": ErrorOut},
-        },
+        responses=DATA_RESPONSES,
         summary="Clicks, unique users and time spent over a time range",
         dependencies=guarded,
     )
@@ -341,12 +341,7 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
     @app.get(
         "/v1/series",
         response_model=SeriesOut,
-        responses={
-            401: {"model": ErrorOut},
-            422: {"model": ErrorOut},
-            429: {"model": ErrorOut},
-            503: {"model": ErrorOut},
-        },
+        responses=DATA_RESPONSES,
         summary="Clicks per minute, hour or day over a time range, batch and speed apart",
         dependencies=guarded,
     )

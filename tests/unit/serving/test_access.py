@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from clickstream.security import is_loopback
 from serving.access import (
-    is_loopback,
     key_hash,
     key_name,
     new_key,
