@@ -50,12 +50,3 @@ def key_name(presented: str | None, keys: Mapping[str, str]) -> str | None:
         if hmac.compare_digest(wanted, stored.encode()):
             found = name
     return found
-
-
-def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The key of a request: the bearer token, else the X-API-Key header."""
-    if authorization:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    return x_api_key.strip() if x_api_key else None

@@ -157,16 +157,13 @@ TO = Query(
 COUNTRY = Query(None, pattern="^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2 code (ZZ: unknown).")
 
 
-def _error(status: int, kind: str, message: str, parameter: str | None = None) -> JSONResponse:
-    body = {"error": kind, "parameter": parameter, "message": message}
-    return JSONResponse(status_code=status, content=body)
-
-
 def _validation_error(exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
     parameter = str(first["loc"][-1]) if first.get("loc") else "query"
     hint = HINTS.get(parameter, "see /openapi.json")
-    return _error(422, "bad_parameter", f"{parameter}: {first['msg']}; {hint}", parameter)
+    return error_body(
+        422, "bad_parameter", f"{parameter}: {first['msg']}; {hint}", parameter=parameter
+    )
 
 
 def series_dict(series: Series) -> dict[str, Any]:
@@ -290,13 +287,13 @@ def create_app(settings: Settings, service: MetricsService | None = None) -> Fas
     @app.exception_handler(QueryError)
     async def on_query_error(_: Request, exc: QueryError) -> JSONResponse:
         kind = "bad_range" if isinstance(exc, RangeRuleError) else "bad_parameter"
-        return _error(422, kind, str(exc), exc.parameter)
+        return error_body(422, kind, str(exc), parameter=exc.parameter)
 
     @app.exception_handler(BackendUnavailableError)
     async def on_unavailable(_: Request, exc: BackendUnavailableError) -> JSONResponse:
         # The details (addresses, the client's error) go to the log, not to the client.
         log.warning("api.unavailable", error=str(exc))
-        return _error(
+        return error_body(
             503,
             "unavailable",
             "the view store (Elasticsearch) is unreachable or overloaded; retry shortly",

@@ -50,10 +50,14 @@ class ApiMetrics:
 
 
 def error_body(
-    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    kind: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    parameter: str | None = None,
 ) -> JSONResponse:
-    """A refusal in the API's error shape."""
-    body = {"error": kind, "parameter": None, "message": message}
+    """A refusal in the API's error shape (ErrorOut): the kind, the parameter, the message."""
+    body = {"error": kind, "parameter": parameter, "message": message}
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 

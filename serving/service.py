@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from elasticsearch import Elasticsearch
 
@@ -19,7 +21,9 @@ from serving.answer import Answer, LateEvents, late_events, notes_for
 from serving.merge import Group, Selection, metrics, select
 from serving.params import MetricsQuery
 from serving.plan import Plan, plan
-from serving.series import BUCKETS, Point, points, series_plan
+from serving.series import BUCKETS, Point, Sums, points, series_plan
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,22 +84,16 @@ class MetricsService(Closeable):
     def query(self, query: MetricsQuery) -> Answer:
         """Merge the batch and speed documents of the query's selection into an answer: the
         groups ranked by Elasticsearch, documents fetched for the groups shown and the total."""
-        prefix = self._settings.elasticsearch.index_prefix
         lg_k = self._settings.batch.hll_lg_k
-        client = self.client
+
+        def read(
+            boundary: int | None, until: int | None, sealed: frozenset[int]
+        ) -> tuple[_Selected, bool]:
+            selected = self._select(query, boundary, until, sealed)
+            return selected, selected.open_end
+
         with search.unavailable_as_error(self._settings.elasticsearch.url):
-            # The boundary first: it only moves forward, so an exact flag decided on it stays true.
-            boundary = read_boundary(client, prefix)
-            state = search.speed_state(client, prefix, boundary)
-            speed_until = state.until_ms
-            found = self._select(query, boundary, speed_until, state.sealed_hours)
-            if found.open_end:
-                # The last hour was read whole because nothing newer than the range was folded;
-                # if something was meanwhile, read the range's minutes instead.
-                state = search.speed_state(client, prefix, boundary)
-                if state.until_ms != speed_until:
-                    speed_until = state.until_ms
-                    found = self._select(query, boundary, None, state.sealed_hours)
+            found, boundary, speed_until = self._consistent(read)
         keys, late_error = self._late_ledger()
         groups = tuple(Group(s.url, s.country, metrics(s, lg_k)) for s in found.groups)
         return Answer(
@@ -112,21 +110,16 @@ class MetricsService(Closeable):
     def series(self, query: MetricsQuery, bucket: str) -> Series:
         """Clicks and bot clicks per bucket of the query's range (its groups ignored), the
         batch part and the speed part apart (serving/series.py)."""
-        prefix = self._settings.elasticsearch.index_prefix
-        client = self.client
         whole = dataclasses.replace(query, group_by=(), top=None, default_top=False)
+
+        def read(
+            boundary: int | None, until: int | None, sealed: frozenset[int]
+        ) -> tuple[tuple[Sums, Sums], bool]:
+            tiles = series_plan(plan(whole, boundary, until, sealed), bucket)
+            return self._histograms(whole, tiles, bucket), tiles.open_end
+
         with search.unavailable_as_error(self._settings.elasticsearch.url):
-            boundary = read_boundary(client, prefix)
-            state = search.speed_state(client, prefix, boundary)
-            speed_until = state.until_ms
-            tiles = series_plan(plan(whole, boundary, speed_until, state.sealed_hours), bucket)
-            sums = self._histograms(whole, tiles, bucket)
-            if tiles.open_end:  # as in query(): something newer was folded meanwhile
-                state = search.speed_state(client, prefix, boundary)
-                if state.until_ms != speed_until:
-                    speed_until = state.until_ms
-                    tiles = series_plan(plan(whole, boundary, None, state.sealed_hours), bucket)
-                    sums = self._histograms(whole, tiles, bucket)
+            sums, boundary, speed_until = self._consistent(read)
         keys, late_error = self._late_ledger()
         return Series(
             query=whole,
@@ -137,9 +130,28 @@ class MetricsService(Closeable):
             points=points(query.from_ms, query.to_ms, bucket, *sums),
         )
 
-    def _histograms(
-        self, query: MetricsQuery, tiles: Plan, bucket: str
-    ) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
+    def _consistent(
+        self, read: Callable[[int | None, int | None, frozenset[int]], tuple[T, bool]]
+    ) -> tuple[T, int | None, int | None]:
+        """``read(boundary, speed_until, sealed hours)`` at one boundary and speed reach:
+        (its result, the boundary, the speed layer's reach). ``read`` says whether its plan
+        read the last hour whole because nothing newer than the range was folded (open end);
+        if something was folded meanwhile, it reads again, the range's minutes this time."""
+        client = self.client
+        prefix = self._settings.elasticsearch.index_prefix
+        # The boundary first: it only moves forward, so an exact flag decided on it stays true.
+        boundary = read_boundary(client, prefix)
+        state = search.speed_state(client, prefix, boundary)
+        speed_until = state.until_ms
+        result, open_end = read(boundary, speed_until, state.sealed_hours)
+        if open_end:
+            state = search.speed_state(client, prefix, boundary)
+            if state.until_ms != speed_until:
+                speed_until = state.until_ms
+                result, _ = read(boundary, None, state.sealed_hours)
+        return result, boundary, speed_until
+
+    def _histograms(self, query: MetricsQuery, tiles: Plan, bucket: str) -> tuple[Sums, Sums]:
         """The batch part's and the speed part's sums per bucket."""
         prefix = self._settings.elasticsearch.index_prefix
         batch = dataclasses.replace(

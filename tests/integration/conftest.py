@@ -7,7 +7,6 @@ CLICKSTREAM_KEEP_STACK=1 (handy while iterating).
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from ingest.topics import create_topics, delete_topics, pipeline_topics
 from storage.admin import create_table, drop_tables
 from tests.integration.helpers import Spawn
 from tests.paths import GEO_DB
+from tests.stacks import running
 from traffic.generate import LATE_MAX_MS
 from traffic.harness import DaemonProcess, isolated
 
@@ -38,13 +38,8 @@ def base_settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack(base_settings: Settings) -> Iterator[Stack]:
     """The running local stack."""
-    stack = Stack(base_settings, progress=lambda line: print(f"[stack] {line}", flush=True))
-    was_up = stack.is_up()
-    if not was_up:
-        stack.up()
-    yield stack
-    if not was_up and os.environ.get("CLICKSTREAM_KEEP_STACK") != "1":
-        stack.down()
+    with running(base_settings, "stack") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 from clickstream.settings import Settings, load_settings
 from commands.stack.manager import Stack
 from commands.stack.secure import SecureFiles
+from tests.stacks import running
 
 SECURE_HOME = Path(os.environ.get("CLICKSTREAM_SECURE_TEST_HOME", "/var/tmp/clickstream-secure"))
 
@@ -48,13 +49,8 @@ def secure_settings() -> Settings:
 @pytest.fixture(scope="session")
 def secure_stack(secure_settings: Settings) -> Iterator[Stack]:
     """The running secure stack (started if needed)."""
-    stack = Stack(secure_settings, progress=lambda line: print(f"[secure] {line}", flush=True))
-    was_up = stack.is_up()
-    if not was_up:
-        stack.up()
-    yield stack
-    if not was_up and os.environ.get("CLICKSTREAM_KEEP_STACK") != "1":
-        stack.down()
+    with running(secure_settings, "secure") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ from serving.params import MetricsQuery
 from serving.service import MetricsService
 from storage.admin import create_table, drop_tables
 from tests.paths import GEO_DB
+from tests.stacks import running
 from traffic.generate import TrafficSpec, generate, publish
 from traffic.harness import DaemonProcess
 from traffic.population import GeoSample
@@ -48,13 +49,8 @@ pytestmark = pytest.mark.secure
 @pytest.fixture(scope="module")
 def plain_hbase() -> Iterator[Settings]:
     """The plain local stack (for its HBase and Thrift), started if needed."""
-    stack = Stack(load_settings(), progress=lambda line: print(f"[stack] {line}", flush=True))
-    was_up = stack.is_up()
-    if not was_up:
-        stack.up()
-    yield stack.settings
-    if not was_up:
-        stack.down()
+    with running(load_settings(), "stack") as stack:
+        yield stack.settings
 
 
 def principal(files: SecureFiles, name: str, table: str) -> Settings:

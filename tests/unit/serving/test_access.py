@@ -16,7 +16,6 @@ from serving.access import (
     key_hash,
     key_name,
     new_key,
-    presented_key,
     valid_hash,
 )
 from serving.guard import ApiMetrics, Guard
@@ -43,22 +42,6 @@ class TestKeys:
         assert not valid_hash("cs_known")
         assert not valid_hash("sha256:" + "g" * 64)
         assert not valid_hash("md5:" + "a" * 64)
-
-    @pytest.mark.parametrize(
-        ("authorization", "header", "expected"),
-        [
-            ("Bearer cs_a", None, "cs_a"),
-            ("bearer  cs_a ", None, "cs_a"),
-            ("Basic dXNlcjpwYXNz", "cs_b", "cs_b"),
-            (None, " cs_b ", "cs_b"),
-            ("Bearer ", None, None),
-            (None, None, None),
-        ],
-    )
-    def test_the_presented_key(
-        self, authorization: str | None, header: str | None, expected: str | None
-    ) -> None:
-        assert presented_key(authorization, header) == expected
 
     @pytest.mark.parametrize(
         ("host", "expected"),
